@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from idempotency.fields import ExactCharField
+
+
+class Status(models.TextChoices):
+    IN_PROGRESS = "in_progress", _("in progress")
+    COMPLETED = "completed", _("completed")
+
+
+class IdempotencyRecord(models.Model):
+    """One idempotency key of one scope: its claim, lock and stored response.
+
+    Rows are written only by ``idempotency.stores.database`` with versioned
+    SQL; times come from the database's clock, never the app server's.
+    """
+
+    scope = ExactCharField(max_length=255)
+    key = ExactCharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_PROGRESS)
+    method = models.CharField(max_length=16)
+    path = models.TextField()
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    # NULL on a completed record: the response was passed through, not kept.
+    response_body = models.BinaryField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("idempotency record")
+        verbose_name_plural = _("idempotency records")
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["expires_at"], name="idempotency_expires_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"

@@ -1,0 +1,193 @@
+"""The database record store: the unique (scope, key) index decides who runs.
+
+Every write is one statement. The claim is an insert that does nothing on
+conflict, never check-then-insert, so two requests can never both acquire a
+key at any isolation level. Every later write is conditional on the version
+its writer read, which fences off a worker that lost its lock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from django.db import InterfaceError, OperationalError, connections, transaction
+
+from idempotency.models import IdempotencyRecord, Status
+from idempotency.stores.base import (
+    Attempt,
+    Claim,
+    ClaimOutcome,
+    StoredResponse,
+    StoreUnavailableError,
+)
+from idempotency.stores.dialects import Dialect, dialect_for
+
+# A claim that finds the record changing under it (released, taken over)
+# reads again; after this many rounds it reports the key as in progress.
+CLAIM_ROUNDS = 3
+
+
+class DatabaseRecordStore:
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.connection = connections[alias]
+        self.dialect: Dialect = dialect_for(self.connection.vendor)
+        meta = IdempotencyRecord._meta
+        quote = self.connection.ops.quote_name
+        self.table = quote(meta.db_table)
+        self.c = {f.name: quote(str(f.column)) for f in meta.concrete_fields}
+
+    def transaction(self) -> AbstractContextManager[object]:
+        return transaction.atomic(using=self.alias)
+
+    def claim(self, attempt: Attempt) -> Claim:
+        with self._reachable():
+            for _ in range(CLAIM_ROUNDS):
+                record_id = self._insert(attempt)
+                if record_id is not None:
+                    return Claim(ClaimOutcome.ACQUIRED, record_id, version=1)
+                row = self._read(attempt.scope, attempt.key)
+                if row is None:
+                    continue  # released between our insert and our read
+                claim = self._judge(attempt, row)
+                if claim is not None:
+                    return claim
+        return Claim(ClaimOutcome.IN_PROGRESS)
+
+    def complete(self, claim: Claim, response: StoredResponse) -> bool:
+        c = self.c
+        sql = (
+            f"UPDATE {self.table} SET {c['status']} = %s, {c['response_status']} = %s, "
+            f"{c['response_headers']} = %s, {c['response_body']} = %s, "
+            f"{c['version']} = {c['version']} + 1, {c['locked_until']} = NULL "
+            f"WHERE {c['id']} = %s AND {c['version']} = %s"
+        )
+        params = [
+            Status.COMPLETED.value,
+            response.status,
+            json.dumps(response.headers),
+            response.body,
+            claim.record_id,
+            claim.version,
+        ]
+        with self._reachable():
+            return self._execute(sql, params) == 1
+
+    def release(self, claim: Claim) -> bool:
+        c = self.c
+        sql = f"DELETE FROM {self.table} WHERE {c['id']} = %s AND {c['version']} = %s"
+        with self._reachable():
+            return self._execute(sql, [claim.record_id, claim.version]) == 1
+
+    def _insert(self, attempt: Attempt) -> int | None:
+        c, d = self.c, self.dialect
+        columns = ", ".join(
+            c[name]
+            for name in (
+                "scope", "key", "fingerprint", "status", "method", "path",
+                "response_headers", "version", "locked_until", "created_at", "expires_at",
+            )
+        )  # fmt: skip
+        sql = (
+            f"{d.insert} {self.table} ({columns}) "
+            f"VALUES (%s, %s, %s, %s, %s, %s, '{{}}', 1, {d.now_plus}, {d.now}, {d.now_plus}) "
+            + d.on_conflict.format(id=c["id"])
+        )
+        params = [
+            attempt.scope,
+            attempt.key,
+            attempt.fingerprint,
+            Status.IN_PROGRESS.value,
+            attempt.method,
+            attempt.path,
+            d.offset(attempt.lock_for),
+            d.offset(attempt.ttl),
+        ]
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            if d.returns_id:
+                row = cursor.fetchone()
+                return None if row is None else int(row[0])
+            return int(cursor.lastrowid) if cursor.rowcount == 1 else None
+
+    def _read(self, scope: str, key: str) -> Sequence[Any] | None:
+        c, now = self.c, self.dialect.now
+        sql = (
+            f"SELECT {c['id']}, {c['version']}, {c['fingerprint']}, {c['status']}, "
+            f"{c['response_status']}, {c['response_headers']}, {c['response_body']}, "
+            f"CASE WHEN {c['expires_at']} <= {now} THEN 1 ELSE 0 END, "
+            f"CASE WHEN {c['locked_until']} <= {now} THEN 1 ELSE 0 END "
+            f"FROM {self.table} WHERE {c['scope']} = %s AND {c['key']} = %s"
+        )
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [scope, key])
+            row: Sequence[Any] | None = cursor.fetchone()
+            return row
+
+    def _judge(self, attempt: Attempt, row: Sequence[Any]) -> Claim | None:
+        record_id, version, fingerprint, status, *response, expired, lock_expired = row
+        in_progress = status == Status.IN_PROGRESS
+        if expired:
+            # Past its expiry a record is as if absent: any request may reuse the key.
+            return self._take_over(attempt, record_id, version)
+        if fingerprint != attempt.fingerprint:
+            return Claim(ClaimOutcome.MISMATCH, record_id, version)
+        if in_progress and lock_expired:
+            return self._take_over(attempt, record_id, version)
+        if in_progress:
+            return Claim(ClaimOutcome.IN_PROGRESS, record_id, version)
+        return Claim(ClaimOutcome.REPLAY, record_id, version, response=_stored(*response))
+
+    def _take_over(self, attempt: Attempt, record_id: int, version: int) -> Claim | None:
+        c, d = self.c, self.dialect
+        sql = (
+            f"UPDATE {self.table} SET {c['fingerprint']} = %s, {c['status']} = %s, "
+            f"{c['method']} = %s, {c['path']} = %s, {c['response_status']} = NULL, "
+            f"{c['response_headers']} = '{{}}', {c['response_body']} = NULL, "
+            f"{c['version']} = {c['version']} + 1, {c['locked_until']} = {d.now_plus}, "
+            f"{c['created_at']} = {d.now}, {c['expires_at']} = {d.now_plus} "
+            f"WHERE {c['id']} = %s AND {c['version']} = %s AND ({c['expires_at']} <= {d.now} "
+            f"OR ({c['status']} = %s AND {c['locked_until']} <= {d.now}))"
+        )
+        params = [
+            attempt.fingerprint,
+            Status.IN_PROGRESS.value,
+            attempt.method,
+            attempt.path,
+            d.offset(attempt.lock_for),
+            d.offset(attempt.ttl),
+            record_id,
+            version,
+            Status.IN_PROGRESS.value,
+        ]
+        if self._execute(sql, params) != 1:
+            return None  # another request took it first: read again
+        return Claim(ClaimOutcome.ACQUIRED, record_id, version + 1, taken_over=True)
+
+    def _execute(self, sql: str, params: list[Any]) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return int(cursor.rowcount)
+
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        # Connection failures mean "cannot tell who holds the key": the caller
+        # answers 503 rather than run the view unprotected. Programming errors
+        # (a missing table) stay loud.
+        try:
+            yield
+        except (OperationalError, InterfaceError) as error:
+            raise StoreUnavailableError(str(error)) from error
+
+
+def _stored(status: int | None, headers: Any, body: Any) -> StoredResponse:
+    if isinstance(headers, (str, bytes)):
+        headers = json.loads(headers)
+    return StoredResponse(
+        status=int(status or 0),
+        headers=dict(headers or {}),
+        body=None if body is None else bytes(body),
+    )
