@@ -60,6 +60,8 @@ TEST_DB = os.environ.get("IDEMPOTENCY_TEST_DB", "sqlite")
 # The gunicorn processes of the concurrency tests are pointed at the test
 # database that pytest-django created (test_idempotency) through this.
 DB_NAME = os.environ.get("IDEMPOTENCY_TEST_DB_NAME")
+# Lets several runs share one server without dropping each other's database.
+TEST_DB_NAME = "test_idempotency" + os.environ.get("IDEMPOTENCY_TEST_DB_SUFFIX", "")
 
 if TEST_DB == "sqlite":
     DATABASES = {
@@ -77,7 +79,7 @@ elif TEST_DB == "postgresql":
             "USER": os.environ.get("PGUSER", "postgres"),
             "PASSWORD": os.environ.get("PGPASSWORD", ""),
             "NAME": DB_NAME or "test",
-            "TEST": {"NAME": "test_idempotency"},
+            "TEST": {"NAME": TEST_DB_NAME},
         }
     }
 elif TEST_DB == "mariadb":
@@ -91,7 +93,7 @@ elif TEST_DB == "mariadb":
             "NAME": DB_NAME or "test",
             "OPTIONS": {"charset": "utf8mb4"},
             "TEST": {
-                "NAME": "test_idempotency",
+                "NAME": TEST_DB_NAME,
                 "CHARSET": "utf8mb4",
                 "COLLATION": "utf8mb4_unicode_ci",
             },
