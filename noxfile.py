@@ -1,0 +1,71 @@
+"""Test sessions. `nox -s tests` is the README's whole-suite command.
+
+- tests:  the suite on SQLite, PostgreSQL and MariaDB, with this Python.
+- oldest: Python 3.10 + Django 5.2 + DRF 3.16 on SQLite.
+- newest: Python 3.13 + the newest Django and DRF on SQLite.
+- lint:   ruff and mypy --strict.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+DATABASES = ("sqlite", "postgresql", "mariadb")
+PYTEST = ("pytest", "-p", "no:cacheprovider")
+
+
+def ensure_mariadb_headers(session: nox.Session) -> None:
+    """mysqlclient compiles against the MariaDB client headers."""
+    probe = subprocess.run(
+        ["pkg-config", "--exists", "libmariadb"], capture_output=True, check=False
+    ) if shutil.which("pkg-config") else None
+    if probe is not None and probe.returncode == 0:
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run(
+            "apt-get", "install", "-y", "-qq", "libmariadb-dev", "pkg-config",
+            external=True, env={"DEBIAN_FRONTEND": "noninteractive"},
+        )  # fmt: skip
+        return
+    session.error("mysqlclient needs the MariaDB client headers: apt-get install libmariadb-dev pkg-config")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    ensure_mariadb_headers(session)
+    session.install("-e", ".[test]")
+    for database in DATABASES:
+        session.log(f"--- test suite on {database} ---")
+        session.run(*PYTEST, *session.posargs, env={"IDEMPOTENCY_TEST_DB": database})
+
+
+@nox.session(python="3.10")
+def oldest(session: nox.Session) -> None:
+    session.install("-e", ".[example]", "Django==5.2.*", "djangorestframework==3.16.*")
+    session.install("pytest", "pytest-django", "factory-boy")
+    session.run(*PYTEST, "--ignore=tests/concurrency", *session.posargs,
+                env={"IDEMPOTENCY_TEST_DB": "sqlite"})  # fmt: skip
+
+
+@nox.session(python="3.13")
+def newest(session: nox.Session) -> None:
+    session.install("-e", ".[example]", "--upgrade", "Django", "djangorestframework")
+    session.install("pytest", "pytest-django", "factory-boy")
+    session.run(*PYTEST, "--ignore=tests/concurrency", *session.posargs,
+                env={"IDEMPOTENCY_TEST_DB": "sqlite"})  # fmt: skip
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
