@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import DateTimeField, Expression
+from django.db.models.sql.compiler import SQLCompiler
+
 
 @dataclass(frozen=True)
 class Dialect:
@@ -68,3 +72,18 @@ def dialect_for(vendor: str) -> Dialect:
         raise NotImplementedError(
             f"idempotency supports PostgreSQL, MariaDB/MySQL and SQLite, not {vendor!r}."
         ) from None
+
+
+class DatabaseNow(Expression):
+    """The database's clock as an ORM expression, in the store's dialect.
+
+    Django's ``Now()`` follows the session time zone on MySQL/MariaDB, while
+    the store writes UTC; this uses the same clock the store writes with.
+    """
+
+    output_field = DateTimeField()
+
+    def as_sql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, tuple[str | int, ...]]:
+        return dialect_for(connection.vendor).now, ()
