@@ -23,9 +23,11 @@ PYTEST = ("pytest", "-p", "no:cacheprovider")
 
 def ensure_mariadb_headers(session: nox.Session) -> None:
     """mysqlclient compiles against the MariaDB client headers."""
-    probe = subprocess.run(
-        ["pkg-config", "--exists", "libmariadb"], capture_output=True, check=False
-    ) if shutil.which("pkg-config") else None
+    probe = (
+        subprocess.run(["pkg-config", "--exists", "libmariadb"], capture_output=True, check=False)
+        if shutil.which("pkg-config")
+        else None
+    )
     if probe is not None and probe.returncode == 0:
         return
     if os.geteuid() == 0 and shutil.which("apt-get"):
@@ -35,7 +37,9 @@ def ensure_mariadb_headers(session: nox.Session) -> None:
             external=True, env={"DEBIAN_FRONTEND": "noninteractive"},
         )  # fmt: skip
         return
-    session.error("mysqlclient needs the MariaDB client headers: apt-get install libmariadb-dev pkg-config")
+    session.error(
+        "mysqlclient needs the MariaDB client headers: apt-get install libmariadb-dev pkg-config"
+    )
 
 
 @nox.session

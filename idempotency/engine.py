@@ -35,6 +35,7 @@ from idempotency.stores import (
     Claim,
     ClaimOutcome,
     RecordStore,
+    StoreContentionError,
     StoreUnavailableError,
     get_store,
 )
@@ -42,6 +43,9 @@ from idempotency.stores import (
 logger = logging.getLogger("idempotency")
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A KEY_MAX_LENGTH above the column's length cannot be honoured: such keys
+# are refused as too long rather than truncated.
+KEY_COLUMN_LENGTH = 255
 
 CallView = Callable[[], HttpResponseBase]
 
@@ -74,7 +78,7 @@ def run(request: HttpRequest, call_view: CallView, options: ViewOptions) -> Http
                 "send a new unique value (a UUID) for each operation."
             )
         return call_view()
-    key = parse_key(raw_key, idempotency_settings.KEY_MAX_LENGTH)
+    key = parse_key(raw_key, min(idempotency_settings.KEY_MAX_LENGTH, KEY_COLUMN_LENGTH))
     scope = resolve_scope(request, options.scope or idempotency_settings.SCOPE)
     attempt = Attempt(
         scope=scope,
@@ -99,6 +103,10 @@ def _required(options: ViewOptions) -> bool:
 def _claim(store: RecordStore, attempt: Attempt) -> Claim:
     try:
         return store.claim(attempt)
+    except StoreContentionError:
+        # Deadlocks and lock timeouts on the claim come from duplicates of this
+        # request racing for the same key; the answer to a duplicate is 409.
+        return Claim(ClaimOutcome.IN_PROGRESS)
     except StoreUnavailableError as error:
         logger.error(
             "Idempotency store unavailable; refusing scope=%s key=%s: %s",
@@ -169,6 +177,12 @@ def _execute(
         logger.warning("Idempotency lock lost, rolled back scope=%s key=%s",
                        attempt.scope, attempt.key)  # fmt: skip
         raise
+    except StoreContentionError as error:
+        _release(store, claim, attempt)
+        raise RequestInProgress(
+            "A concurrent request with this idempotency key held a lock this one "
+            "needed; it was rolled back. Retry with the same key."
+        ) from error
     except StoreUnavailableError as error:
         _release(store, claim, attempt)
         raise StoreUnavailable(
@@ -186,7 +200,7 @@ def _release(store: RecordStore, claim: Claim, attempt: Attempt) -> None:
     # LOCK_TIMEOUT and a retry takes the record over.
     try:
         store.release(claim)
-    except StoreUnavailableError as error:
+    except (StoreUnavailableError, StoreContentionError) as error:
         logger.error("Idempotency release failed scope=%s key=%s: %s",
                      attempt.scope, attempt.key, error)  # fmt: skip
     else:

@@ -13,7 +13,7 @@ import json
 from io import BytesIO
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.http import HttpRequest, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from django.http.request import RawPostDataException
@@ -86,6 +86,14 @@ def _raw_body(request: HttpRequest) -> bytes | None:
 
 
 def _parsed_data(request: HttpRequest) -> Any:
+    if not hasattr(request, "_request"):
+        # Hashing "no body" would let two different requests match and one
+        # get the other's response: refuse rather than guess.
+        raise ImproperlyConfigured(
+            "The request body was read as a stream before @idempotent ran, so it cannot "
+            "be fingerprinted; read request.body (which Django caches) instead of "
+            "request.read() in middleware that runs before the view."
+        )
     data = getattr(request, "data", None)
     if isinstance(data, QueryDict):
         return sorted(data.lists())

@@ -108,3 +108,8 @@ LOGGING = {
     "handlers": {"null": {"class": "logging.NullHandler"}},
     "loggers": {"idempotency": {"handlers": ["null"], "propagate": True}},
 }
+
+# The gunicorn server of tests/concurrency/test_processes.py takes over a
+# killed worker's lock after this many seconds instead of the default 60.
+if os.environ.get("IDEMPOTENCY_TEST_LOCK_TIMEOUT"):
+    IDEMPOTENCY = {"LOCK_TIMEOUT": float(os.environ["IDEMPOTENCY_TEST_LOCK_TIMEOUT"])}

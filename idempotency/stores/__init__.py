@@ -11,6 +11,7 @@ from idempotency.stores.base import (
     Claim,
     ClaimOutcome,
     RecordStore,
+    StoreContentionError,
     StoredResponse,
     StoreUnavailableError,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "Claim",
     "ClaimOutcome",
     "RecordStore",
+    "StoreContentionError",
     "StoredResponse",
     "StoreUnavailableError",
     "get_store",

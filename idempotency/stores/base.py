@@ -53,6 +53,11 @@ class StoreUnavailableError(Exception):
     """The store cannot be reached; the request must not run unprotected."""
 
 
+class StoreContentionError(Exception):
+    """Another request holds what this one needs (a deadlock, a lock wait that
+    timed out, a serialization failure): the same key is being worked on."""
+
+
 class RecordStore(Protocol):
     def claim(self, attempt: Attempt) -> Claim:
         """Insert-or-conflict: acquire the key or report who holds it."""

@@ -20,6 +20,7 @@ from idempotency.stores.base import (
     Attempt,
     Claim,
     ClaimOutcome,
+    StoreContentionError,
     StoredResponse,
     StoreUnavailableError,
 )
@@ -44,6 +45,7 @@ class DatabaseRecordStore:
         return transaction.atomic(using=self.alias)
 
     def claim(self, attempt: Attempt) -> Claim:
+        self._refuse_oversized(attempt)
         with self._reachable():
             for _ in range(CLAIM_ROUNDS):
                 record_id = self._insert(attempt)
@@ -81,6 +83,14 @@ class DatabaseRecordStore:
         sql = f"DELETE FROM {self.table} WHERE {c['id']} = %s AND {c['version']} = %s"
         with self._reachable():
             return self._execute(sql, [claim.record_id, claim.version]) == 1
+
+    def _refuse_oversized(self, attempt: Attempt) -> None:
+        # MariaDB's INSERT IGNORE would store a truncated key even in strict
+        # mode, and the claim would then never find its own record again.
+        for name in ("scope", "key"):
+            limit = getattr(IdempotencyRecord._meta.get_field(name), "max_length", 0)
+            if len(getattr(attempt, name)) > limit:
+                raise ValueError(f"The idempotency {name} is longer than its column ({limit}).")
 
     def _insert(self, attempt: Attempt) -> int | None:
         c, d = self.c, self.dialect
@@ -130,8 +140,10 @@ class DatabaseRecordStore:
     def _judge(self, attempt: Attempt, row: Sequence[Any]) -> Claim | None:
         record_id, version, fingerprint, status, *response, expired, lock_expired = row
         in_progress = status == Status.IN_PROGRESS
-        if expired:
-            # Past its expiry a record is as if absent: any request may reuse the key.
+        if expired and not (in_progress and not lock_expired):
+            # Past its expiry a record is as if absent: any request may reuse
+            # the key. A request still running under a live lock keeps it,
+            # even past the TTL, or a view slower than its TTL could run twice.
             return self._take_over(attempt, record_id, version)
         if fingerprint != attempt.fingerprint:
             return Claim(ClaimOutcome.MISMATCH, record_id, version)
@@ -149,8 +161,8 @@ class DatabaseRecordStore:
             f"{c['response_headers']} = '{{}}', {c['response_body']} = NULL, "
             f"{c['version']} = {c['version']} + 1, {c['locked_until']} = {d.now_plus}, "
             f"{c['created_at']} = {d.now}, {c['expires_at']} = {d.now_plus} "
-            f"WHERE {c['id']} = %s AND {c['version']} = %s AND ({c['expires_at']} <= {d.now} "
-            f"OR ({c['status']} = %s AND {c['locked_until']} <= {d.now}))"
+            f"WHERE {c['id']} = %s AND {c['version']} = %s AND ({c['locked_until']} <= {d.now} "
+            f"OR ({c['status']} = %s AND {c['expires_at']} <= {d.now}))"
         )
         params = [
             attempt.fingerprint,
@@ -161,7 +173,7 @@ class DatabaseRecordStore:
             d.offset(attempt.ttl),
             record_id,
             version,
-            Status.IN_PROGRESS.value,
+            Status.COMPLETED.value,
         ]
         if self._execute(sql, params) != 1:
             return None  # another request took it first: read again
@@ -175,12 +187,29 @@ class DatabaseRecordStore:
     @contextmanager
     def _reachable(self) -> Iterator[None]:
         # Connection failures mean "cannot tell who holds the key": the caller
-        # answers 503 rather than run the view unprotected. Programming errors
+        # answers 503 rather than run the view unprotected. Lock conflicts
+        # mean a concurrent request on the same key: 409. Programming errors
         # (a missing table) stay loud.
         try:
             yield
         except (OperationalError, InterfaceError) as error:
+            if _is_contention(error):
+                raise StoreContentionError(str(error)) from error
             raise StoreUnavailableError(str(error)) from error
+
+
+# PostgreSQL SQLSTATEs: serialization_failure, deadlock_detected,
+# lock_not_available. MariaDB error numbers: lock wait timeout, deadlock.
+CONTENTION_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+CONTENTION_ERRNOS = frozenset({1205, 1213})
+
+
+def _is_contention(error: Exception) -> bool:
+    driver_error = error.__cause__ or error
+    if getattr(driver_error, "sqlstate", None) in CONTENTION_SQLSTATES:
+        return True
+    code = driver_error.args[0] if driver_error.args else None
+    return isinstance(code, int) and code in CONTENTION_ERRNOS
 
 
 def _stored(status: int | None, headers: Any, body: Any) -> StoredResponse:

@@ -21,3 +21,44 @@ urlpatterns = [
     path("class-view/", views.PlainClassView.as_view()),
     path("", include(router.urls)),
 ]
+
+# tests/concurrency
+urlpatterns += [
+    path("process/", views.process_view),
+    path("doomed-worker/", views.doomed_worker_view),
+]
+
+# tests/test_*.py (the HTTP contract)
+contract_router = SimpleRouter()
+contract_router.register("throttled-viewset", views.ThrottledViewSet, basename="throttled-viewset")
+contract_router.register("admin-viewset", views.AdminOnlyViewSet, basename="admin-viewset")
+contract_router.register("configured-viewset", views.ConfiguredViewSet, basename="configured")
+contract_router.register("optional-viewset", views.OptionalViewSet, basename="optional")
+contract_router.register("mixin-action", views.DecoratedActionMixinViewSet, basename="mixin-action")
+urlpatterns += [
+    path("tenant-path/", views.tenant_path_scoped_view),
+    path("tenant-callable/", views.tenant_callable_scoped_view),
+    path("ttl/", views.ttl_view),
+    path("optional/", views.optional_view),
+    path("headers/", views.headers_view),
+    path("throttled/", views.throttled_view),
+    path("admin-only/", views.admin_only_view),
+    path("echo/", views.echo_view),
+    path("reads-data/", views.reads_data_first_view),
+    path("", include(contract_router.urls)),
+]
+
+# tests/test_transactions.py, tests/test_queries.py
+urlpatterns += [
+    path("atomic-depth/", views.atomic_depth_view),
+    path("superseded/", views.superseded_view),
+    path("commit-fails/", views.commit_fails_view),
+]
+# tests/test_conf.py
+urlpatterns += [
+    path("record/", views.record_view),
+    path("template/", views.template_view),
+]
+urlpatterns += [path("claim-visibility/", views.claim_visibility_view)]
+# tests/concurrency/test_contention.py
+urlpatterns += [path("fails-first/", views.fails_first_view)]

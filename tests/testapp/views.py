@@ -149,3 +149,350 @@ class ActionViewSet(viewsets.ViewSet):
 class PlainClassView(View):
     def post(self, request: HttpRequest) -> HttpResponse:
         return perform(request)  # type: ignore[no-any-return]
+
+
+# Views for tests/concurrency. Their imports are local so that this block
+# stays an append to the module.
+
+
+def process_view(request: HttpRequest) -> HttpResponse:
+    """Where a request ran: the worker's pid, and whether Django wrapped the
+    view in a transaction (``ATOMIC_REQUESTS``). Not idempotent; writes nothing."""
+    import os
+
+    from django.db import connection
+
+    return JsonResponse({"pid": os.getpid(), "in_atomic_block": connection.in_atomic_block})
+
+
+@idempotent
+def doomed_worker_view(request: HttpRequest) -> HttpResponse:
+    """Writes a Charge, then this worker's pid into the file named by the key
+    under ``IDEMPOTENCY_TEST_PID_DIR``, then sleeps holding the key's lock:
+    a test SIGKILLs the worker there."""
+    import os
+    from pathlib import Path
+
+    options = _options(request)
+    charge = Charge.objects.create(
+        amount=int(options.get("amount") or 0), label=f"pid:{os.getpid()}"
+    )
+    key = Path(request.headers["Idempotency-Key"]).name
+    pid_file = Path(os.environ["IDEMPOTENCY_TEST_PID_DIR"]) / key
+    pid_file.write_text(str(os.getpid()))
+    time.sleep(float(options.get("sleep") or 0))
+    return JsonResponse({"id": charge.pk, "amount": charge.amount, "pid": os.getpid()}, status=201)
+
+
+# Views for the HTTP contract tests (tests/test_*.py). Appended, like the block
+# above, so that the shared views stay as they are.
+
+from datetime import timedelta  # noqa: E402
+
+from rest_framework.decorators import throttle_classes  # noqa: E402
+from rest_framework.throttling import BaseThrottle  # noqa: E402
+
+
+def tenant_scope(request: HttpRequest) -> str:
+    """A SCOPE hook: callers are told apart by the X-Tenant header."""
+    return "tenant:" + request.headers.get("X-Tenant", "none")
+
+
+@idempotent(scope="tests.testapp.views.tenant_scope")
+def tenant_path_scoped_view(request: HttpRequest) -> HttpResponse:
+    return perform(request)  # type: ignore[no-any-return]
+
+
+@idempotent(scope=tenant_scope)
+def tenant_callable_scoped_view(request: HttpRequest) -> HttpResponse:
+    return perform(request)  # type: ignore[no-any-return]
+
+
+@idempotent(ttl=120)
+def ttl_view(request: HttpRequest) -> HttpResponse:
+    return perform(request)  # type: ignore[no-any-return]
+
+
+@idempotent(required=False)
+def optional_view(request: HttpRequest) -> HttpResponse:
+    return perform(request)  # type: ignore[no-any-return]
+
+
+@idempotent
+def headers_view(request: HttpRequest) -> HttpResponse:
+    """Sets every allow-listed header, plus credentials and others that are not."""
+    response = perform(request)
+    response["ETag"] = '"v1"'
+    response["Last-Modified"] = "Wed, 21 Oct 2015 07:28:00 GMT"
+    response["Link"] = '</charges/>; rel="collection"'
+    response["Content-Language"] = "de"
+    response["Content-Disposition"] = 'inline; filename="charge.json"'
+    response["WWW-Authenticate"] = 'Bearer realm="charges"'
+    response["Cache-Control"] = "no-store"
+    # A raw header, as a proxying view would copy it; Django keeps
+    # set_cookie() cookies apart from the headers.
+    response["Set-Cookie"] = "raw-session=secret; Path=/"
+    return response  # type: ignore[no-any-return]
+
+
+class DenyThrottle(BaseThrottle):
+    """Throttles every request, so tests need no cache state."""
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        return False
+
+    def wait(self) -> float:
+        return 7
+
+
+@api_view(["POST"])
+@throttle_classes([DenyThrottle])
+@idempotent
+def throttled_view(request: Any) -> Any:
+    return perform(request, drf=True)
+
+
+@api_view(["POST"])
+@permission_classes([permissions.IsAdminUser])
+@idempotent
+def admin_only_view(request: Any) -> Any:
+    return perform(request, drf=True)
+
+
+class ThrottledViewSet(IdempotencyMixin, viewsets.ViewSet):
+    permission_classes = [permissions.AllowAny]
+    throttle_classes = [DenyThrottle]
+
+    def create(self, request: Any) -> Any:
+        return perform(request, drf=True)
+
+
+class AdminOnlyViewSet(IdempotencyMixin, viewsets.ViewSet):
+    permission_classes = [permissions.IsAdminUser]
+
+    def create(self, request: Any) -> Any:
+        return perform(request, drf=True)
+
+
+class ConfiguredViewSet(IdempotencyMixin, viewsets.ViewSet):
+    """Every idempotency_* attribute set against the defaults."""
+
+    permission_classes = [permissions.AllowAny]
+    idempotency_scope = "tests.testapp.views.tenant_scope"
+    idempotency_required = True
+    idempotency_ttl = timedelta(minutes=2)
+    idempotency_methods = ("post", "patch")  # lower case on purpose
+
+    def create(self, request: Any) -> Any:
+        return perform(request, drf=True)
+
+    def update(self, request: Any, pk: str | None = None) -> Any:
+        return perform(request, drf=True)
+
+    def partial_update(self, request: Any, pk: str | None = None) -> Any:
+        return perform(request, drf=True)
+
+
+class OptionalViewSet(IdempotencyMixin, viewsets.ViewSet):
+    permission_classes = [permissions.AllowAny]
+    idempotency_required = False
+
+    def create(self, request: Any) -> Any:
+        return perform(request, drf=True)
+
+
+class DecoratedActionMixinViewSet(IdempotencyMixin, viewsets.ViewSet):
+    """The mixin and @idempotent on the same action: wrapped once."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @action(detail=False, methods=["post"])
+    @idempotent
+    def refund(self, request: Any) -> Any:
+        return perform(request, drf=True)
+
+
+@api_view(["POST", "PUT"])
+@permission_classes([permissions.AllowAny])
+@idempotent
+def echo_view(request: Any) -> Any:
+    """Answers with what DRF parsed, after the fingerprint read the body."""
+    Charge.objects.create(amount=0, label="echo")
+    files = {name: upload.read().decode() for name, upload in request.FILES.items()}
+    fields = {name: request.data[name] for name in request.data if name not in files}
+    return Response({"fields": fields, "files": files}, status=201)
+
+
+class ReadsDataPermission(permissions.BasePermission):
+    """Reads request.data before the view, so DRF consumes the body stream first."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return "forbidden" not in request.data
+
+
+@api_view(["POST"])
+@permission_classes([ReadsDataPermission])
+@idempotent
+def reads_data_first_view(request: Any) -> Any:
+    Charge.objects.create(amount=int(request.data.get("amount") or 0), label="reads-data")
+    return Response({"amount": request.data.get("amount")}, status=201)
+
+
+# Views for tests/test_transactions.py and tests/test_queries.py. Appended,
+# like the blocks above, with local imports.
+
+
+@idempotent
+def atomic_depth_view(request: HttpRequest) -> HttpResponse:
+    """Writes a Charge and answers how many atomic blocks the view runs in:
+    1 (the package's) without ATOMIC_REQUESTS, 2 with it."""
+    from django.db import connection
+
+    charge = Charge.objects.create(amount=0, label="atomic-depth")
+    return JsonResponse(
+        {"id": charge.pk, "atomic_blocks": len(connection.atomic_blocks)}, status=201
+    )
+
+
+@idempotent
+def superseded_view(request: HttpRequest) -> HttpResponse:
+    """Loses its own record while it runs: on a second database connection,
+    its lock is expired (time as data) and a retry of the same request takes
+    the record over through the real store; then the view does its work."""
+    from datetime import datetime, timedelta, timezone
+
+    from django.db import connections
+
+    from idempotency.models import IdempotencyRecord
+    from idempotency.stores import Attempt, ClaimOutcome
+    from idempotency.stores.database import DatabaseRecordStore
+
+    key = request.headers["Idempotency-Key"]
+    other = connections.create_connection("default")
+    try:
+        table = other.ops.quote_name(IdempotencyRecord._meta.db_table)
+        where = f"WHERE scope = %s AND {other.ops.quote_name('key')} = %s"
+        long_ago = other.ops.adapt_datetimefield_value(datetime(2000, 1, 1, tzinfo=timezone.utc))
+        with other.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET locked_until = %s {where}", [long_ago, "anonymous", key]
+            )
+            cursor.execute(f"SELECT fingerprint FROM {table} {where}", ["anonymous", key])
+            (fingerprint,) = cursor.fetchone()
+        taker = DatabaseRecordStore("default")
+        taker.connection = other
+        claim = taker.claim(
+            Attempt(
+                scope="anonymous",
+                key=key,
+                fingerprint=fingerprint,
+                method=request.method or "",
+                path=request.get_full_path(),
+                ttl=timedelta(hours=1),
+                lock_for=timedelta(hours=1),
+            )
+        )
+        if claim.outcome is not ClaimOutcome.ACQUIRED or not claim.taken_over:
+            raise RuntimeError(f"the takeover did not happen: {claim}")
+    finally:
+        other.close()
+    return perform(request)  # type: ignore[no-any-return]
+
+
+@idempotent
+def commit_fails_view(request: HttpRequest) -> HttpResponse:
+    """Writes a Charge and a row whose foreign key points nowhere. PostgreSQL
+    and SQLite check Django's DEFERRABLE INITIALLY DEFERRED foreign keys at
+    COMMIT, so the view returns and the commit fails; InnoDB fails at once."""
+    from django.contrib.auth.models import User
+
+    response = perform(request)
+    User.groups.through.objects.create(user_id=2**30, group_id=2**30)
+    return response  # type: ignore[no-any-return]
+
+
+@idempotent
+def record_view(request: HttpRequest) -> HttpResponse:
+    """Answers with its own record as the view sees it while it runs."""
+    from idempotency.models import IdempotencyRecord
+
+    Charge.objects.create(amount=0, label="record")
+    record = IdempotencyRecord.objects.get(key=request.headers["Idempotency-Key"])
+    assert record.locked_until is not None
+    return JsonResponse(
+        {
+            "status": record.status,
+            "lock_seconds": (record.locked_until - record.created_at).total_seconds(),
+        },
+        status=201,
+    )
+
+
+@idempotent
+def claim_visibility_view(request: HttpRequest) -> HttpResponse:
+    """Answers what another database connection sees of this request's own
+    record while the view runs: ``["in_progress"]`` once the claim is
+    committed, ``[]`` while it is not (SQLite's shared cache: "locked")."""
+    from django.db import OperationalError, connections
+
+    from idempotency.models import IdempotencyRecord
+
+    other = connections.create_connection("default")
+    try:
+        table = other.ops.quote_name(IdempotencyRecord._meta.db_table)
+        with other.cursor() as cursor:
+            cursor.execute(
+                f"SELECT status FROM {table} WHERE {other.ops.quote_name('key')} = %s",
+                [request.headers["Idempotency-Key"]],
+            )
+            seen: Any = [status for (status,) in cursor.fetchall()]
+    except OperationalError as error:
+        if "locked" not in str(error):
+            raise
+        seen = "locked"
+    finally:
+        other.close()
+    charge = Charge.objects.create(amount=0, label="claim-visibility")
+    return JsonResponse({"id": charge.pk, "seen": seen}, status=201)
+
+
+@idempotent
+def template_view(request: HttpRequest) -> HttpResponse:
+    """A TemplateResponse: Django renders it only after the view returns."""
+    from django.template import engines
+    from django.template.response import TemplateResponse
+
+    charge = Charge.objects.create(amount=0, label="template")
+    template = engines["django"].from_string("<p>charge {{ charge.pk }}</p>")
+    return TemplateResponse(request, template, {"charge": charge}, status=201)
+
+
+# Views for tests/concurrency/test_contention.py. Appended, with local imports.
+
+
+@idempotent
+def fails_first_view(request: HttpRequest) -> HttpResponse:
+    """Counts its executions per key and, with ``"fail_first": true`` in the
+    body, answers 500 on the first one only (after its Charge, which the
+    release rolls back). The count lives in files under
+    ``IDEMPOTENCY_TEST_MARKER_DIR`` named by the key, so it survives the
+    rollback: ``<key>.first`` is created with O_EXCL by exactly one execution,
+    and every execution appends a line to ``<key>.runs``."""
+    import os
+    from pathlib import Path
+
+    options = _options(request)
+    key = Path(request.headers["Idempotency-Key"]).name
+    markers = Path(os.environ["IDEMPOTENCY_TEST_MARKER_DIR"])
+    with open(markers / f"{key}.runs", "a") as runs:
+        runs.write(f"{os.getpid()}\n")
+    try:
+        (markers / f"{key}.first").touch(exist_ok=False)
+        first = True
+    except FileExistsError:
+        first = False
+    time.sleep(float(options.get("sleep") or 0))
+    charge = Charge.objects.create(amount=int(options.get("amount") or 0), label="fails-first")
+    if first and options.get("fail_first"):
+        return JsonResponse({"error": "the first execution fails", "id": charge.pk}, status=500)
+    return JsonResponse({"id": charge.pk, "amount": charge.amount}, status=201)

@@ -1,0 +1,1 @@
+"""Payments: the example project's one app."""

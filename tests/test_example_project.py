@@ -1,0 +1,157 @@
+"""The example project: clean checks and migrations, and its API does what the README shows.
+
+Everything runs in subprocesses with the example's own settings and its own
+SQLite file, whatever IDEMPOTENCY_TEST_DB says, so these tests need no
+database fixture.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from idempotency.conf import DEFAULTS, as_timedelta
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS_FILE = ROOT / "example_project" / "settings.py"
+
+# Run by `manage.py shell -c` inside the example project: drives its API with
+# Django's test client and prints one JSON line per response.
+DRIVER = """
+import json, os, uuid
+from django.test import Client
+from django.test.utils import setup_test_environment
+from example_project.payments.models import Payment, Receipt
+
+setup_test_environment()
+client = Client(headers={"authorization": "Token " + os.environ["EXAMPLE_TOKEN"]})
+
+def show(name, response):
+    print(json.dumps({
+        "name": name,
+        "status": response.status_code,
+        "replayed": response.headers.get("Idempotent-Replayed"),
+        "content_type": response.headers.get("Content-Type"),
+        "body": response.content.decode(),
+    }))
+
+key = str(uuid.uuid4())
+for name, amount in [("first", 1999), ("replay", 1999), ("mismatch", 2999)]:
+    show(name, client.post("/api/payments/", {"amount": amount, "description": "Blue mug"},
+                           content_type="application/json", headers={"idempotency-key": key}))
+print(json.dumps({"name": "payments", "count": Payment.objects.count()}))
+
+payment = Payment.objects.get()
+key = str(uuid.uuid4())
+for name in ["refund", "refund-replay"]:
+    show(name, client.post(f"/api/payments/{payment.pk}/refund/", headers={"idempotency-key": key}))
+
+key = str(uuid.uuid4())
+for name in ["webhook", "webhook-replay"]:
+    show(name, Client().post("/webhooks/receipt/", {"processor_reference": payment.processor_reference},
+                             content_type="application/json", headers={"idempotency-key": key}))
+print(json.dumps({"name": "receipts", "count": Receipt.objects.count()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def example_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    database = tmp_path_factory.mktemp("example_project") / "db.sqlite3"
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "example_project.settings",
+        "DATABASE_URL": f"sqlite:///{database}",
+        "DJANGO_DEBUG": "1",
+        "PAYMENTS_PROCESSOR_DELAY": "0",
+    }
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stderr}"
+    return result
+
+
+def test_system_checks_are_clean(example_env: dict[str, str]) -> None:
+    result = manage(example_env, "check", "--fail-level", "WARNING")
+
+    assert "System check identified no issues" in result.stdout
+
+
+def test_migrations_match_the_models(example_env: dict[str, str]) -> None:
+    result = manage(example_env, "makemigrations", "--check", "--dry-run")
+
+    assert "No changes detected" in result.stdout
+
+
+def test_api_stores_replays_and_refuses_a_reused_key(example_env: dict[str, str]) -> None:
+    manage(example_env, "migrate", "--verbosity", "0")
+    manage(example_env, "demo_setup")  # twice: it is safe to run again
+    setup = manage(example_env, "demo_setup")
+    token = re.search(r"API token: (\S+)", setup.stdout)
+    assert token is not None, setup.stdout
+
+    result = manage({**example_env, "EXAMPLE_TOKEN": token.group(1)}, "shell", "-c", DRIVER)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    out = {line["name"]: line for line in lines}
+
+    assert out["first"]["status"] == 201
+    assert out["first"]["replayed"] is None
+    assert json.loads(out["first"]["body"])["amount"] == 1999
+    assert out["replay"]["status"] == 201
+    assert out["replay"]["replayed"] == "true"
+    assert out["replay"]["body"] == out["first"]["body"]
+    assert out["mismatch"]["status"] == 422
+    assert out["mismatch"]["content_type"] == "application/problem+json"
+    assert json.loads(out["mismatch"]["body"])["status"] == 422
+    assert out["payments"]["count"] == 1
+
+    assert out["refund"]["status"] == 200
+    assert json.loads(out["refund"]["body"])["refunded"] is True
+    assert out["refund-replay"]["status"] == 200
+    assert out["refund-replay"]["replayed"] == "true"
+
+    assert out["webhook"]["status"] == 201
+    assert out["webhook-replay"]["replayed"] == "true"
+    assert out["webhook-replay"]["body"] == out["webhook"]["body"]
+    assert out["receipts"]["count"] == 1
+
+
+def test_settings_list_every_idempotency_key_at_its_default_commented_out() -> None:
+    source = SETTINGS_FILE.read_text()
+    block = source[source.index("IDEMPOTENCY: dict") :]
+    block = block[: block.index("\n}") + 2]
+    listed = re.findall(r'^    # "([A-Z_]+)": (.+?),(?:  #.*)?$', block, re.MULTILINE)
+
+    assert [name for name, _ in listed] == list(DEFAULTS)
+    for name, text in listed:
+        value, default = _evaluate(text), DEFAULTS[name]
+        if isinstance(default, timedelta):
+            assert isinstance(value, int), f"{name}: give seconds, as DEFAULTS allows"
+            value = as_timedelta(value)
+        assert value == default, f"{name}: {text} in settings.py, {default!r} in DEFAULTS"
+
+
+def _evaluate(text: str) -> object:
+    """A literal, or a product such as ``24 * 60 * 60``."""
+    node = ast.parse(text, mode="eval").body
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        left, right = _evaluate(ast.unparse(node.left)), _evaluate(ast.unparse(node.right))
+        assert isinstance(left, int) and isinstance(right, int), text
+        return left * right
+    return ast.literal_eval(node)

@@ -1,0 +1,132 @@
+"""The query budget: what the package adds to a request, statement by statement.
+
+Transaction control (BEGIN, COMMIT, SAVEPOINT, ...) is left out: its count
+depends on the backend and on whether the test runs inside a transaction.
+Every other statement is named by its verb and the table it touches, so the
+package's statements and the view's own are told apart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from idempotency.conf import idempotency_settings
+from idempotency.models import IdempotencyRecord, Status
+from tests.testapp.models import Charge
+
+pytestmark = pytest.mark.django_db
+
+TRANSACTION_CONTROL = re.compile(
+    r"^\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT|BEGIN|COMMIT|ROLLBACK)\b",
+    re.IGNORECASE,
+)
+TABLES = {IdempotencyRecord._meta.db_table: "record", Charge._meta.db_table: "charge"}
+
+NEW_KEY = [("INSERT", "record"), ("INSERT", "charge"), ("UPDATE", "record")]
+CLAIM_AND_READ = [("INSERT", "record"), ("SELECT", "record")]
+
+
+@pytest.fixture(params=[False, True], ids=["autocommit", "atomic-requests"])
+def atomic_requests(request, settings):
+    database = settings.DATABASES["default"]
+    previous = database.get("ATOMIC_REQUESTS", False)
+    database["ATOMIC_REQUESTS"] = request.param
+    yield request.param
+    database["ATOMIC_REQUESTS"] = previous
+
+
+def statements(client, method, path, body=None, key=None):
+    """The response and the (verb, table) of each statement it cost."""
+    headers = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": key}
+    records = connections[idempotency_settings.DATABASE]
+    with CaptureQueriesContext(records) as captured:
+        if method == "get":
+            response = client.get(path, **headers)
+        else:
+            response = getattr(client, method)(
+                path, json.dumps(body or {}), content_type="application/json", **headers
+            )
+    return response, [
+        _name(query["sql"])
+        for query in captured.captured_queries
+        if not TRANSACTION_CONTROL.match(query["sql"])
+    ]
+
+
+def _name(sql):
+    verb = sql.split(None, 1)[0].upper()
+    tables = {name for table, name in TABLES.items() if table in sql}
+    assert len(tables) <= 1, sql
+    return verb, tables.pop() if tables else sql
+
+
+def package(names):
+    return [name for name in names if name[1] == "record"]
+
+
+@pytest.mark.parametrize("path", ["/plain/", "/api-function/", "/viewset/", "/api-view/"])
+def test_new_key_costs_the_view_its_insert_plus_claim_and_complete(client, atomic_requests, path):
+    response, names = statements(client, "post", path, {"amount": 5}, key="new")
+
+    assert response.status_code == 201
+    assert names == NEW_KEY
+
+
+@pytest.mark.parametrize("path", ["/plain/", "/viewset/"])
+def test_replay_costs_claim_and_read_and_runs_no_view_query(client, path):
+    statements(client, "post", path, {"amount": 5}, key="done")
+
+    response, names = statements(client, "post", path, {"amount": 5}, key="done")
+
+    assert response["Idempotent-Replayed"] == "true"
+    assert names == CLAIM_AND_READ
+
+
+def test_request_in_progress_409_costs_claim_and_read(client):
+    statements(client, "post", "/plain/", {"amount": 5}, key="running")
+    IdempotencyRecord.objects.update(
+        status=Status.IN_PROGRESS, locked_until=timezone.now() + timedelta(hours=1)
+    )
+
+    response, names = statements(client, "post", "/plain/", {"amount": 5}, key="running")
+
+    assert response.status_code == 409
+    assert names == CLAIM_AND_READ
+
+
+def test_key_reused_422_costs_claim_and_read(client):
+    statements(client, "post", "/plain/", {"amount": 5}, key="reused")
+
+    response, names = statements(client, "post", "/plain/", {"amount": 6}, key="reused")
+
+    assert response.status_code == 422
+    assert names == CLAIM_AND_READ
+
+
+def test_released_response_costs_claim_and_release(client):
+    response, names = statements(client, "post", "/plain/", {"status": 503}, key="released")
+
+    assert response.status_code == 503
+    assert package(names) == [("INSERT", "record"), ("DELETE", "record")]
+
+
+def test_safe_method_costs_no_package_query(client):
+    response, names = statements(client, "get", "/api-function/", key="ignored")
+
+    assert response.status_code == 200
+    assert names == [("SELECT", "charge")]
+
+
+@pytest.mark.parametrize("path", ["/plain/", "/viewset/"])
+def test_request_without_key_costs_no_package_query(client, path):
+    response, names = statements(client, "post", path, {"amount": 5})
+
+    assert response.status_code == 201
+    assert names == [("INSERT", "charge")]
