@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from django.db import connections
@@ -23,3 +25,27 @@ def database_reachable(django_db_blocker: pytest.FixtureRequest) -> None:
                 "start it (see README.md) or choose another with IDEMPOTENCY_TEST_DB.",
                 returncode=3,
             )
+
+
+@contextmanager
+def atomic_requests_set(value: bool) -> Iterator[None]:
+    """Turn ``ATOMIC_REQUESTS`` on or off for the default database, in every thread.
+
+    Django reads the flag from the connection's settings dict on every request
+    (``BaseHandler.make_view_atomic``), so it is changed in place; pytest-django's
+    ``settings`` fixture would not undo an in-place change, hence the restore.
+    """
+    database = connections["default"].settings_dict
+    previous = database.get("ATOMIC_REQUESTS", False)
+    database["ATOMIC_REQUESTS"] = value
+    try:
+        yield
+    finally:
+        database["ATOMIC_REQUESTS"] = previous
+
+
+@pytest.fixture(params=[False, True], ids=["autocommit", "atomic-requests"])
+def atomic_requests(request: pytest.FixtureRequest) -> Iterator[bool]:
+    """Run the test once with ``ATOMIC_REQUESTS`` off and once with it on."""
+    with atomic_requests_set(request.param):
+        yield request.param

@@ -33,15 +33,6 @@ NEW_KEY = [("INSERT", "record"), ("INSERT", "charge"), ("UPDATE", "record")]
 CLAIM_AND_READ = [("INSERT", "record"), ("SELECT", "record")]
 
 
-@pytest.fixture(params=[False, True], ids=["autocommit", "atomic-requests"])
-def atomic_requests(request, settings):
-    database = settings.DATABASES["default"]
-    previous = database.get("ATOMIC_REQUESTS", False)
-    database["ATOMIC_REQUESTS"] = request.param
-    yield request.param
-    database["ATOMIC_REQUESTS"] = previous
-
-
 def statements(client, method, path, body=None, key=None):
     """The response and the (verb, table) of each statement it cost."""
     headers = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": key}

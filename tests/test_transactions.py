@@ -22,18 +22,6 @@ RECORDS = IdempotencyRecord._meta.db_table
 CHARGES = Charge._meta.db_table
 
 
-@pytest.fixture(params=[False, True], ids=["autocommit", "atomic-requests"])
-def atomic_requests(request, settings):
-    # Django reads ATOMIC_REQUESTS from the connection settings on every
-    # request (BaseHandler.make_view_atomic); test_atomic_requests_takes_effect
-    # proves that this in-place change reaches it.
-    database = settings.DATABASES["default"]
-    previous = database.get("ATOMIC_REQUESTS", False)
-    database["ATOMIC_REQUESTS"] = request.param
-    yield request.param
-    database["ATOMIC_REQUESTS"] = previous
-
-
 def committed(sql: str) -> list[tuple]:
     """Rows as another connection sees them: only what was committed."""
     other = connections.create_connection("default")

@@ -92,30 +92,37 @@ class DatabaseRecordStore:
             if len(getattr(attempt, name)) > limit:
                 raise ValueError(f"The idempotency {name} is longer than its column ({limit}).")
 
+    def _fresh_claim(self, attempt: Attempt) -> dict[str, tuple[str, list[Any]]]:
+        """Column -> (SQL, params) of an in-progress claim, for insert and takeover alike."""
+        d = self.dialect
+        return {
+            "fingerprint": ("%s", [attempt.fingerprint]),
+            "status": ("%s", [Status.IN_PROGRESS.value]),
+            "method": ("%s", [attempt.method]),
+            "path": ("%s", [attempt.path]),
+            "response_status": ("NULL", []),
+            "response_headers": ("'{}'", []),
+            "response_body": ("NULL", []),
+            "locked_until": (d.now_plus, [d.offset(attempt.lock_for)]),
+            "created_at": (d.now, []),
+            "expires_at": (d.now_plus, [d.offset(attempt.ttl)]),
+        }
+
     def _insert(self, attempt: Attempt) -> int | None:
         c, d = self.c, self.dialect
-        columns = ", ".join(
-            c[name]
-            for name in (
-                "scope", "key", "fingerprint", "status", "method", "path",
-                "response_headers", "version", "locked_until", "created_at", "expires_at",
-            )
-        )  # fmt: skip
+        values = {
+            "scope": ("%s", [attempt.scope]),
+            "key": ("%s", [attempt.key]),
+            "version": ("1", []),
+            **self._fresh_claim(attempt),
+        }
+        columns = ", ".join(c[name] for name in values)
+        placeholders = ", ".join(sql for sql, _ in values.values())
         sql = (
-            f"{d.insert} {self.table} ({columns}) "
-            f"VALUES (%s, %s, %s, %s, %s, %s, '{{}}', 1, {d.now_plus}, {d.now}, {d.now_plus}) "
+            f"{d.insert} {self.table} ({columns}) VALUES ({placeholders}) "
             + d.on_conflict.format(id=c["id"])
         )
-        params = [
-            attempt.scope,
-            attempt.key,
-            attempt.fingerprint,
-            Status.IN_PROGRESS.value,
-            attempt.method,
-            attempt.path,
-            d.offset(attempt.lock_for),
-            d.offset(attempt.ttl),
-        ]
+        params = [param for _, params in values.values() for param in params]
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             if d.returns_id:
@@ -154,27 +161,16 @@ class DatabaseRecordStore:
         return Claim(ClaimOutcome.REPLAY, record_id, version, response=_stored(*response))
 
     def _take_over(self, attempt: Attempt, record_id: int, version: int) -> Claim | None:
-        c, d = self.c, self.dialect
+        c, now = self.c, self.dialect.now
+        values = self._fresh_claim(attempt)
+        assignments = ", ".join(f"{c[name]} = {sql}" for name, (sql, _) in values.items())
         sql = (
-            f"UPDATE {self.table} SET {c['fingerprint']} = %s, {c['status']} = %s, "
-            f"{c['method']} = %s, {c['path']} = %s, {c['response_status']} = NULL, "
-            f"{c['response_headers']} = '{{}}', {c['response_body']} = NULL, "
-            f"{c['version']} = {c['version']} + 1, {c['locked_until']} = {d.now_plus}, "
-            f"{c['created_at']} = {d.now}, {c['expires_at']} = {d.now_plus} "
-            f"WHERE {c['id']} = %s AND {c['version']} = %s AND ({c['locked_until']} <= {d.now} "
-            f"OR ({c['status']} = %s AND {c['expires_at']} <= {d.now}))"
+            f"UPDATE {self.table} SET {assignments}, {c['version']} = {c['version']} + 1 "
+            f"WHERE {c['id']} = %s AND {c['version']} = %s AND ({c['locked_until']} <= {now} "
+            f"OR ({c['status']} = %s AND {c['expires_at']} <= {now}))"
         )
-        params = [
-            attempt.fingerprint,
-            Status.IN_PROGRESS.value,
-            attempt.method,
-            attempt.path,
-            d.offset(attempt.lock_for),
-            d.offset(attempt.ttl),
-            record_id,
-            version,
-            Status.COMPLETED.value,
-        ]
+        params = [param for _, params in values.values() for param in params]
+        params += [record_id, version, Status.COMPLETED.value]
         if self._execute(sql, params) != 1:
             return None  # another request took it first: read again
         return Claim(ClaimOutcome.ACQUIRED, record_id, version + 1, taken_over=True)
