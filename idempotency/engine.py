@@ -68,6 +68,11 @@ class _Discard(Exception):
 
 
 def run(request: HttpRequest, call_view: CallView, options: ViewOptions) -> HttpResponseBase:
+    """Answer ``request``, running ``call_view`` at most once per scope and key.
+
+    ``request`` may be DRF's ``Request``; adapters call this after DRF has
+    authenticated it, so the scope is the authenticated caller's.
+    """
     if (request.method or "").upper() not in options.methods:
         return call_view()
     raw_key = request.headers.get(idempotency_settings.HEADER)
@@ -133,14 +138,14 @@ def _answer(claim: Claim, attempt: Attempt) -> HttpResponseBase:
             "A request with this idempotency key is still being processed; "
             "retry after the time in Retry-After."
         )
-    assert claim.response is not None  # REPLAY always carries the response
-    if claim.response.body is None:
+    stored = claim.response
+    if stored is None or stored.body is None:
         raise ResponseNotReplayable(
             "The request with this idempotency key was executed, but its response "
             "was streamed or too large to store, so it cannot be replayed."
         )
     logger.info("Idempotency replay scope=%s key=%s", attempt.scope, attempt.key)
-    return replay(claim.response)
+    return replay(stored)
 
 
 def _execute(
