@@ -108,9 +108,11 @@ def _required(options: ViewOptions) -> bool:
 def _claim(store: RecordStore, attempt: Attempt) -> Claim:
     try:
         return store.claim(attempt)
-    except StoreContentionError:
+    except StoreContentionError as error:
         # Deadlocks and lock timeouts on the claim come from duplicates of this
         # request racing for the same key; the answer to a duplicate is 409.
+        logger.info("Idempotency claim hit a lock conflict scope=%s key=%s: %s",
+                    attempt.scope, attempt.key, error)  # fmt: skip
         return Claim(ClaimOutcome.IN_PROGRESS)
     except StoreUnavailableError as error:
         logger.error(

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import connections
 
 from tests.concurrency.race import TALLIES
+from tests.conftest import atomic_requests_set
 
 SERVER_DATABASES = ("postgresql", "mariadb")
 
@@ -30,18 +30,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture
-def atomic_requests(settings: Any) -> Iterator[None]:
-    """``ATOMIC_REQUESTS`` on for the default database, in every thread.
-
-    Django reads the flag from the connection's settings dict on each request
-    (``BaseHandler.make_view_atomic``); every thread's connection shares the
-    dict in ``settings.DATABASES``, so it is changed in place and restored.
-    """
-    database = settings.DATABASES["default"]
-    assert database is connections["default"].settings_dict
-    assert database["ATOMIC_REQUESTS"] is False
-    database["ATOMIC_REQUESTS"] = True
-    try:
+def atomic_requests_on() -> Iterator[None]:
+    """``ATOMIC_REQUESTS`` on for the default database, in every thread."""
+    with atomic_requests_set(True):
         yield
-    finally:
-        database["ATOMIC_REQUESTS"] = False

@@ -69,7 +69,7 @@ def test_concurrent_duplicates_run_the_view_once_and_get_409_or_replay(transacti
 
 
 def test_concurrent_duplicates_run_the_view_once_with_atomic_requests(
-    transactional_db, atomic_requests
+    transactional_db, atomic_requests_on
 ):
     assert in_atomic_block_of_a_thread_request()
     race_rounds("threads, ATOMIC_REQUESTS on")
@@ -80,7 +80,7 @@ def test_the_same_key_from_two_users_at_once_runs_the_view_once_for_each(
     transactional_db, request, atomic
 ):
     if atomic:
-        request.getfixturevalue("atomic_requests")
+        request.getfixturevalue("atomic_requests_on")
     users = [get_user_model().objects.create_user(f"user{n}", password="x") for n in (1, 2)]
     key = str(uuid.uuid4())
     clients = []
