@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.dispatch import Signal
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
+from idempotency import signals
 from idempotency.conf import RequestFunction, as_timedelta, idempotency_settings
 from idempotency.fingerprint import compute_fingerprint
 from idempotency.keys import parse_key
@@ -97,8 +99,8 @@ def run(request: HttpRequest, call_view: CallView, options: ViewOptions) -> Http
     store = get_store()
     claim = _claim(store, attempt)
     if claim.outcome is ClaimOutcome.ACQUIRED:
-        return _execute(store, claim, attempt, call_view)
-    return _answer(claim, attempt)
+        return _execute(store, claim, request, attempt, call_view)
+    return _answer(claim, request, attempt)
 
 
 def _required(options: ViewOptions) -> bool:
@@ -125,17 +127,19 @@ def _claim(store: RecordStore, attempt: Attempt) -> Claim:
         ) from error
 
 
-def _answer(claim: Claim, attempt: Attempt) -> HttpResponseBase:
+def _answer(claim: Claim, request: HttpRequest, attempt: Attempt) -> HttpResponseBase:
     """The answer for a key that this request did not acquire."""
     if claim.outcome is ClaimOutcome.MISMATCH:
         logger.info("Idempotency key reused with another request scope=%s key=%s",
                     attempt.scope, attempt.key)  # fmt: skip
+        _notify(signals.key_reused, request, attempt)
         raise KeyReused(
             "This idempotency key was used for a request with a different method, "
             "path or body; use a new key for a new operation."
         )
     if claim.outcome is ClaimOutcome.IN_PROGRESS:
         logger.info("Idempotency key in progress scope=%s key=%s", attempt.scope, attempt.key)
+        _notify(signals.request_in_progress, request, attempt)
         raise RequestInProgress(
             "A request with this idempotency key is still being processed; "
             "retry after the time in Retry-After."
@@ -147,15 +151,17 @@ def _answer(claim: Claim, attempt: Attempt) -> HttpResponseBase:
             "was streamed or too large to store, so it cannot be replayed."
         )
     logger.info("Idempotency replay scope=%s key=%s", attempt.scope, attempt.key)
+    _notify(signals.response_replayed, request, attempt, status=stored.status)
     return replay(stored)
 
 
 def _execute(
-    store: RecordStore, claim: Claim, attempt: Attempt, call_view: CallView
+    store: RecordStore, claim: Claim, request: HttpRequest, attempt: Attempt, call_view: CallView
 ) -> HttpResponseBase:
     """Run the view; its writes and the stored response commit together."""
     if claim.taken_over:
         logger.warning("Idempotency lock taken over scope=%s key=%s", attempt.scope, attempt.key)
+        _notify(signals.lock_taken_over, request, attempt)
     try:
         with store.transaction():
             response = call_view()
@@ -177,38 +183,65 @@ def _execute(
                     "This request's lock expired and another request with the same "
                     "idempotency key took over; this one was rolled back."
                 )
+            store.on_commit(
+                lambda: _notify(
+                    signals.response_stored,
+                    request,
+                    attempt,
+                    status=stored.status,
+                    replayable=stored.body is not None,
+                )  # fmt: skip
+            )
     except _Discard as discard:
-        _release(store, claim, attempt)
+        _release(store, claim, request, attempt)
         return discard.response
     except RequestSuperseded:
         logger.warning("Idempotency lock lost, rolled back scope=%s key=%s",
                        attempt.scope, attempt.key)  # fmt: skip
         raise
     except StoreContentionError as error:
-        _release(store, claim, attempt)
+        _release(store, claim, request, attempt)
         raise RequestInProgress(
             "A concurrent request with this idempotency key held a lock this one "
             "needed; it was rolled back. Retry with the same key."
         ) from error
     except StoreUnavailableError as error:
-        _release(store, claim, attempt)
+        _release(store, claim, request, attempt)
         raise StoreUnavailable(
             "The idempotency record store failed while storing the response; the "
             "request was rolled back. Retry with the same key."
         ) from error
     except BaseException:
-        _release(store, claim, attempt)
+        _release(store, claim, request, attempt)
         raise
     return response
 
 
-def _release(store: RecordStore, claim: Claim, attempt: Attempt) -> None:
+def _release(store: RecordStore, claim: Claim, request: HttpRequest, attempt: Attempt) -> None:
     # Best effort: if the store is down too, the lock expires after
     # LOCK_TIMEOUT and a retry takes the record over.
     try:
-        store.release(claim)
+        released = store.release(claim)
     except (StoreUnavailableError, StoreContentionError) as error:
         logger.error("Idempotency release failed scope=%s key=%s: %s",
                      attempt.scope, attempt.key, error)  # fmt: skip
-    else:
+        return
+    if released:
         logger.info("Idempotency record released scope=%s key=%s", attempt.scope, attempt.key)
+        _notify(signals.record_released, request, attempt)
+
+
+def _notify(signal: Signal, request: HttpRequest, attempt: Attempt, **extra: object) -> None:
+    # Imported here: ``idempotency.idempotent`` must be importable before the
+    # app registry is ready (decorators run at URLconf import time).
+    from idempotency.models import IdempotencyRecord
+
+    results = signal.send_robust(
+        sender=IdempotencyRecord, request=request, scope=attempt.scope, key=attempt.key, **extra
+    )
+    for receiver, result in results:
+        if isinstance(result, Exception):
+            logger.error(
+                "Idempotency signal receiver %r failed scope=%s key=%s",
+                receiver, attempt.scope, attempt.key, exc_info=result,
+            )  # fmt: skip

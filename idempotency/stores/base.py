@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -70,3 +71,6 @@ class RecordStore(Protocol):
 
     def transaction(self) -> AbstractContextManager[object]:
         """The transaction the view runs in, committed with ``complete``."""
+
+    def on_commit(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once what ``transaction()`` wrote is committed."""
