@@ -1,9 +1,11 @@
 """Test sessions. `nox -s tests` is the README's whole-suite command.
 
-- tests:  the suite on SQLite, PostgreSQL and MariaDB, with this Python.
-- oldest: Python 3.10 + Django 5.2 + DRF 3.16 on SQLite.
-- newest: Python 3.13 + the newest Django and DRF on SQLite.
-- lint:   ruff and mypy --strict.
+- tests:      the suite on SQLite, PostgreSQL and MariaDB, with this Python.
+- oldest:     Python 3.10 + Django 5.2 + DRF 3.16 on SQLite.
+- newest:     Python 3.13 + the newest Django and DRF on SQLite.
+- lint:       ruff and mypy --strict.
+- docs:       the MkDocs site, warnings as errors.
+- benchmarks: the benchmark suite's quick smoke run (reported, never gated).
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ nox.options.reuse_existing_virtualenvs = True
 
 DATABASES = ("sqlite", "postgresql", "mariadb")
 PYTEST = ("pytest", "-p", "no:cacheprovider")
+# What the SQLite-only sessions need besides the package (no database drivers).
+SQLITE_TEST_DEPS = (
+    "pytest", "pytest-django", "factory-boy", "hypothesis", "selenium", "django-cors-headers",
+)  # fmt: skip
 
 
 def ensure_mariadb_headers(session: nox.Session) -> None:
@@ -45,7 +51,7 @@ def ensure_mariadb_headers(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     ensure_mariadb_headers(session)
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,browser]")
     for database in DATABASES:
         session.log(f"--- test suite on {database} ---")
         session.run(*PYTEST, *session.posargs, env={"IDEMPOTENCY_TEST_DB": database})
@@ -54,7 +60,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python="3.10")
 def oldest(session: nox.Session) -> None:
     session.install("-e", ".[example]", "Django==5.2.*", "djangorestframework==3.16.*")
-    session.install("pytest", "pytest-django", "factory-boy")
+    session.install(*SQLITE_TEST_DEPS)
     session.run(*PYTEST, "--ignore=tests/concurrency", *session.posargs,
                 env={"IDEMPOTENCY_TEST_DB": "sqlite"})  # fmt: skip
 
@@ -62,7 +68,7 @@ def oldest(session: nox.Session) -> None:
 @nox.session(python="3.13")
 def newest(session: nox.Session) -> None:
     session.install("-e", ".[example]", "--upgrade", "Django", "djangorestframework")
-    session.install("pytest", "pytest-django", "factory-boy")
+    session.install(*SQLITE_TEST_DEPS)
     session.run(*PYTEST, "--ignore=tests/concurrency", *session.posargs,
                 env={"IDEMPOTENCY_TEST_DB": "sqlite"})  # fmt: skip
 
@@ -73,3 +79,15 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", f"{session.create_tmp()}/site")
+
+
+@nox.session
+def benchmarks(session: nox.Session) -> None:
+    session.install("-e", ".[benchmarks]")
+    session.run("python", "-m", "benchmarks", "--quick", *session.posargs)

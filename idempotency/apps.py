@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.core.checks import register
 
 
 class IdempotencyConfig(AppConfig):
@@ -8,3 +9,10 @@ class IdempotencyConfig(AppConfig):
     label = "idempotency"
     verbose_name = "Idempotency"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Imported here, once the models are loaded: checks.py imports the engine.
+        from idempotency.checks import CHECKS
+
+        for check in CHECKS:
+            register(check, "idempotency")

@@ -13,7 +13,12 @@ import json
 from io import BytesIO
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
+from django.core.exceptions import (
+    ImproperlyConfigured,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.http import HttpRequest, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from django.http.request import RawPostDataException
@@ -48,7 +53,9 @@ def compute_fingerprint(request: HttpRequest, function: RequestFunction) -> str:
     """Run the configured ``FINGERPRINT`` and fit its result to the column."""
     try:
         value = function(request)
-    except RequestDataTooBig as error:
+    except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as error:
+        # Django's own limits (DATA_UPLOAD_MAX_*): answered as problem+json
+        # rather than Django's text/html 400.
         raise RequestTooLarge(str(error)) from error
     except MultiPartParserError as error:
         raise BodyMalformed(f"The multipart request body cannot be parsed: {error}") from error

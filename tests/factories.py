@@ -42,6 +42,14 @@ class IdempotencyRecordFactory(factory.django.DjangoModelFactory):
             status=Status.IN_PROGRESS,
             locked_until=factory.LazyFunction(lambda: timezone.now() - timedelta(minutes=1)),
         )
+        # In progress under a lock that expired more than TTL ago (its worker
+        # died), with an expiry still ahead, as a view with a 30-day ttl has.
+        stale = factory.Trait(
+            status=Status.IN_PROGRESS,
+            created_at=factory.LazyFunction(lambda: timezone.now() - TTL - timedelta(hours=2)),
+            locked_until=factory.LazyFunction(lambda: timezone.now() - TTL - timedelta(hours=1)),
+            expires_at=factory.LazyFunction(lambda: timezone.now() + timedelta(days=29)),
+        )
 
     scope = "anonymous"
     key = factory.Sequence(lambda n: f"key-{n}")

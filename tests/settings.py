@@ -14,6 +14,8 @@ TIME_ZONE = "UTC"
 ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The live server's static handler (browser and client tests) needs one.
+STATIC_URL = "/static/"
 
 INSTALLED_APPS = [
     "django.contrib.auth",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from idempotency.checks import LEDGER, RETIRED
 from idempotency.conf import DEFAULTS
 from idempotency.problems import Problem
 
@@ -118,3 +119,47 @@ def test_relative_links_resolve(page):
         elif fragment and linked.suffix == ".md" and fragment not in anchors(linked):
             broken.append(f"{target} (no heading #{fragment})")
     assert not broken, f"{page.relative_to(ROOT)}: broken links: {broken}"
+
+
+CHECKS_PAGE = (DOCS / "checks.md").read_text()
+CHECKS_SECTIONS = sections(CHECKS_PAGE, level=2)
+CHECKS_SOURCE = (ROOT / "idempotency" / "checks.py").read_text()
+CHECK_ID = re.compile(r"\bidempotency\.[EW]\d{3}\b")
+
+
+def test_check_ids_in_the_code_are_in_the_ledger():
+    assert set(CHECK_ID.findall(CHECKS_SOURCE)) == set(LEDGER)
+    assert not set(LEDGER) & RETIRED, "a retired check id is never reused"
+
+
+def test_each_check_id_is_emitted_for_one_problem_only():
+    # One ledger entry plus one call site: a second call site would be a
+    # second problem under the same id.
+    counts = {check_id: CHECKS_SOURCE.count(f'"{check_id}"') for check_id in LEDGER}
+    assert counts == dict.fromkeys(LEDGER, 2)
+    assert len(set(LEDGER.values())) == len(LEDGER), "two ids describe the same problem"
+
+
+def test_every_check_heading_is_a_check_id():
+    assert set(CHECKS_SECTIONS) == set(LEDGER) | RETIRED
+
+
+@pytest.mark.parametrize("check_id", sorted(set(CHECK_ID.findall(CHECKS_SOURCE))))
+def test_check_id_is_documented(check_id):
+    assert check_id in CHECKS_SECTIONS, f"docs/checks.md has no '## {check_id}' heading"
+    body = CHECKS_SECTIONS[check_id]
+    level = "Error" if ".E" in check_id else "Warning"
+    assert f"- **Level:** {level}" in body, f"docs/checks.md: {check_id} is not marked {level}"
+    for part in ("**Trigger:**", "**Message:**", "**Hint:**", "**Fix:**"):
+        assert part in body, f"docs/checks.md: {check_id} has no {part}"
+
+
+NAV_ENTRY = re.compile(r"^\s*-\s+[^:\n]+:\s*(\S+\.md)\s*$", re.MULTILINE)
+
+
+def test_mkdocs_nav_lists_every_page_once_and_only_pages_that_exist():
+    # `mkdocs build --strict` fails on the same problems; this catches them
+    # where the docs build does not run.
+    nav = NAV_ENTRY.findall((ROOT / "mkdocs.yml").read_text())
+    pages = sorted(page.name for page in DOCS.glob("*.md"))
+    assert sorted(nav) == pages, f"mkdocs.yml nav {sorted(nav)} != docs/ {pages}"

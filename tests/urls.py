@@ -1,5 +1,9 @@
 from __future__ import annotations
 
-from tests.testapp.urls import urlpatterns
+from django.contrib import admin
+from django.urls import include, path
 
-__all__ = ["urlpatterns"]
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("tests.testapp.urls")),
+]

@@ -62,3 +62,15 @@ urlpatterns += [
 urlpatterns += [path("claim-visibility/", views.claim_visibility_view)]
 # tests/concurrency/test_contention.py
 urlpatterns += [path("fails-first/", views.fails_first_view)]
+# tests/reliability
+urlpatterns += [path("fault/", views.fault_view)]
+# tests/reliability (R2: input, isolation, credentials, large bodies, clock skew)
+urlpatterns += [
+    path("robust/", views.robust_view),
+    path("robust-api/", views.robust_api_view),
+    path("short-ttl/", views.short_ttl_view),
+    path("credentials/", views.credentials_view),
+    path("secret-echo/", views.secret_echo_view),
+    path("big-stream/", views.big_stream_view),
+    path("clock/", views.clock_view),
+]

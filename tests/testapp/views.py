@@ -496,3 +496,135 @@ def fails_first_view(request: HttpRequest) -> HttpResponse:
     if first and options.get("fail_first"):
         return JsonResponse({"error": "the first execution fails", "id": charge.pk}, status=500)
     return JsonResponse({"id": charge.pk, "amount": charge.amount}, status=201)
+
+
+# Views for tests/reliability. Appended, with local imports.
+
+
+@idempotent
+def fault_view(request: HttpRequest) -> HttpResponse:
+    """A view that faults are injected into, observable from outside.
+
+    Every execution appends its pid to ``<key>.runs`` under
+    ``IDEMPOTENCY_TEST_MARKER_DIR`` (a file, so the count survives rollbacks
+    and killed workers), writes a Charge labelled with the key, writes its pid
+    to ``<key>.pid`` (a test may SIGKILL it then), and sleeps ``sleep``
+    seconds, or ``first_sleep`` on the key's first execution. With
+    ``"fail_commit_first": true`` the first execution also writes a row whose
+    foreign key points nowhere: PostgreSQL checks Django's DEFERRABLE
+    INITIALLY DEFERRED foreign keys at COMMIT, so that commit fails. Each
+    execution that returns appends its pid to ``<key>.returned``."""
+    import os
+    from pathlib import Path
+
+    from django.contrib.auth.models import User
+
+    options = _options(request)
+    key = Path(request.headers["Idempotency-Key"]).name
+    markers = Path(os.environ["IDEMPOTENCY_TEST_MARKER_DIR"])
+    with open(markers / f"{key}.runs", "a") as runs:
+        runs.write(f"{os.getpid()}\n")
+    try:
+        os.close(os.open(markers / f"{key}.first", os.O_CREAT | os.O_EXCL))
+        first = True
+    except FileExistsError:
+        first = False
+    charge = Charge.objects.create(amount=int(options.get("amount") or 0), label=key[:100])
+    (markers / f"{key}.pid").write_text(str(os.getpid()))
+    sleep = options.get("first_sleep") if first else None
+    time.sleep(float(sleep or options.get("sleep") or 0))
+    if first and options.get("fail_commit_first"):
+        User.groups.through.objects.create(user_id=2**30, group_id=2**30)
+    with open(markers / f"{key}.returned", "a") as returned:  # the view got this far
+        returned.write(f"{os.getpid()}\n")
+    return JsonResponse({"id": charge.pk, "pid": os.getpid(), "first": first}, status=201)
+
+
+# Views for tests/reliability (hostile input, isolation, credentials, large
+# bodies, clock skew). Appended, with local imports.
+
+
+@idempotent
+def robust_view(request: HttpRequest) -> HttpResponse:
+    """Writes a Charge and answers without reading the body, whatever it is:
+    any failure on the way is the package's, not the view's."""
+    charge = Charge.objects.create(amount=0, label="robust")
+    return JsonResponse({"id": charge.pk, "method": request.method}, status=201)
+
+
+@api_view(["POST", "PUT", "PATCH", "DELETE"])
+@permission_classes([permissions.AllowAny])
+@idempotent
+def robust_api_view(request: Any) -> Any:
+    """``robust_view`` behind DRF: never touches ``request.data``."""
+    charge = Charge.objects.create(amount=0, label="robust-api")
+    return Response({"id": charge.pk, "method": request.method}, status=201)
+
+
+@idempotent(ttl=2)
+def short_ttl_view(request: HttpRequest) -> HttpResponse:
+    """``perform`` with a two-second TTL, for expiry measured on a clock."""
+    return perform(request)  # type: ignore[no-any-return]
+
+
+@idempotent
+def credentials_view(request: HttpRequest) -> HttpResponse:
+    """Answers with every credential header, and one custom header; tests
+    list them all in REPLAY_HEADERS."""
+    charge = Charge.objects.create(amount=0, label="credentials")
+    response = JsonResponse({"id": charge.pk}, status=201)
+    response["Authorization"] = "Bearer response-secret"
+    response["Proxy-Authorization"] = "Basic cHJveHk6c2VjcmV0"
+    response["WWW-Authenticate"] = 'Bearer realm="r", error="invalid_token"'
+    response["Proxy-Authenticate"] = 'Basic realm="proxy"'
+    response["Cookie"] = "sessionid=response-secret"
+    response["Set-Cookie"] = "raw=response-secret; Path=/"
+    response["X-Replayable"] = "yes"
+    response.set_cookie("auth-token", "response-secret")
+    return response
+
+
+@idempotent
+def secret_echo_view(request: HttpRequest) -> HttpResponse:
+    """Echoes the JSON body's ``secret`` in its response, so the stored body
+    holds it too; ``status``, ``fail``, ``sleep`` and ``size`` as in perform."""
+    options = _options(request)
+    time.sleep(float(options.get("sleep") or 0))
+    charge = Charge.objects.create(amount=0, label="secret-echo")
+    if options.get("fail"):
+        raise ViewFailed("the view raised")
+    padding = "p" * int(options.get("size") or 0)
+    return JsonResponse(
+        {"id": charge.pk, "echo": options.get("secret"), "padding": padding},
+        status=int(options.get("status") or 201),
+    )
+
+
+@idempotent
+def big_stream_view(request: HttpRequest) -> HttpResponse:
+    """Streams ``size`` bytes in 64 KiB chunks, never holding them all."""
+    options = _options(request)
+    Charge.objects.create(amount=0, label="big-stream")
+    size = int(options.get("size") or 0)
+    chunk = b"s" * 65536
+
+    def chunks() -> Any:
+        for start in range(0, size, len(chunk)):
+            yield chunk[: size - start]
+
+    return StreamingHttpResponse(chunks(), content_type="application/octet-stream", status=201)
+
+
+def clock_view(request: HttpRequest) -> HttpResponse:
+    """This process's clock and the database's, as Unix timestamps. Not
+    idempotent; writes nothing."""
+    import os
+
+    from django.db import connection
+
+    from idempotency.stores.dialects import dialect_for
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + dialect_for(connection.vendor).now.replace("%%", "%"))
+        (database_now,) = cursor.fetchone()
+    return JsonResponse({"pid": os.getpid(), "app": time.time(), "database": str(database_now)})
