@@ -7,6 +7,11 @@ from contextlib import contextmanager
 import pytest
 from django.db import connections
 
+# Files named *_postgresql.py test PostgreSQL-only behaviour: not collected
+# elsewhere, rather than reported as skipped.
+if os.environ.get("IDEMPOTENCY_TEST_DB", "sqlite") != "postgresql":
+    collect_ignore_glob = ["*_postgresql.py"]
+
 
 def pytest_report_header() -> str:
     return f"idempotency test database: {os.environ.get('IDEMPOTENCY_TEST_DB', 'sqlite')}"

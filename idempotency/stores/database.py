@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, connections, transaction
@@ -41,8 +41,21 @@ class DatabaseRecordStore:
         self.table = quote(meta.db_table)
         self.c = {f.name: quote(str(f.column)) for f in meta.concrete_fields}
 
-    def transaction(self) -> AbstractContextManager[object]:
-        return transaction.atomic(using=self.alias)
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        # A commit that fails after the view returned (the connection lost, a
+        # serialization failure) is the store's failure, not the view's:
+        # it is answered 503 or 409 like the store's other failures. Errors
+        # raised by the view itself pass through untouched.
+        committing = False
+        try:
+            with transaction.atomic(using=self.alias):
+                yield
+                committing = True
+        except (OperationalError, InterfaceError) as error:
+            if not committing:
+                raise
+            raise _translated(error) from error
 
     def on_commit(self, callback: Callable[[], object]) -> None:
         transaction.on_commit(callback, using=self.alias)
@@ -214,15 +227,19 @@ class DatabaseRecordStore:
         try:
             yield
         except (OperationalError, InterfaceError) as error:
-            if _is_contention(error):
-                raise StoreContentionError(str(error)) from error
-            raise StoreUnavailableError(str(error)) from error
+            raise _translated(error) from error
 
 
 # PostgreSQL SQLSTATEs: serialization_failure, deadlock_detected,
 # lock_not_available. MariaDB error numbers: lock wait timeout, deadlock.
 CONTENTION_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 CONTENTION_ERRNOS = frozenset({1205, 1213})
+
+
+def _translated(error: Exception) -> Exception:
+    if _is_contention(error):
+        return StoreContentionError(str(error))
+    return StoreUnavailableError(str(error))
 
 
 def _is_contention(error: Exception) -> bool:
