@@ -167,8 +167,13 @@ class IdempotencyRecordAdmin(RecordModelAdmin):
     ) -> bool:
         return False
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        # Django 6.1 passes action_location (and warns about overrides without
+        # it); Django 5.2 does not know it.
+        if action_location is None:
+            actions = super().get_actions(request)
+        else:
+            actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg]
         # "Release" is the delete of this model: it confirms by version.
         actions.pop("delete_selected", None)
         return actions

@@ -115,9 +115,8 @@ def test_changelist_has_a_date_hierarchy_on_created_at(admin_client):
     response = admin_client.get(CHANGELIST)
     assert response.context["cl"].date_hierarchy == "created_at"
     content = response.content.decode()
-    assert '<nav class="toplinks">' in content  # the drill-down navigation
     today = timezone.now()
-    assert f"created_at__day={today.day}" in content
+    assert f"created_at__day={today.day}" in content  # the drill-down link
     response = admin_client.get(
         CHANGELIST,
         {
