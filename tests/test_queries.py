@@ -13,7 +13,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -29,14 +29,9 @@ TRANSACTION_CONTROL = re.compile(
 )
 TABLES = {IdempotencyRecord._meta.db_table: "record", Charge._meta.db_table: "charge"}
 
-# On PostgreSQL the claim is one statement that inserts or, on conflict,
-# returns the existing record (WITH claimed AS (INSERT ...) SELECT ...): a
-# replay, a 409 and a 422 cost that one statement. Elsewhere the conflicting
-# insert is followed by a SELECT.
-ONE_STATEMENT_CLAIM = connection.vendor == "postgresql"
-CLAIM = ("WITH", "record") if ONE_STATEMENT_CLAIM else ("INSERT", "record")
+CLAIM = ("INSERT", "record")
 NEW_KEY = [CLAIM, ("INSERT", "charge"), ("UPDATE", "record")]
-CLAIM_AND_READ = [CLAIM] if ONE_STATEMENT_CLAIM else [CLAIM, ("SELECT", "record")]
+CLAIM_AND_READ = [CLAIM, ("SELECT", "record")]
 
 
 def statements(client, method, path, body=None, key=None):

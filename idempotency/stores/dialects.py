@@ -24,9 +24,6 @@ class Dialect:
     insert: str
     on_conflict: str
     returns_id: bool  # RETURNING id, rather than cursor.lastrowid
-    # The insert can also return the conflicting row in the same statement
-    # (a data-modifying CTE), so a replay costs one round trip.
-    reads_on_conflict: bool = False
 
     def offset(self, duration: timedelta) -> int | str:
         return duration // timedelta(microseconds=1)
@@ -46,7 +43,6 @@ DIALECTS: dict[str, Dialect] = {
         insert="INSERT INTO",
         on_conflict="ON CONFLICT DO NOTHING RETURNING {id}",
         returns_id=True,
-        reads_on_conflict=True,
     ),
     # UTC_TIMESTAMP, not NOW: Django stores UTC in DATETIME columns, while NOW()
     # follows the session time zone.
