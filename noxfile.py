@@ -24,6 +24,7 @@ PYTEST = ("pytest", "-p", "no:cacheprovider")
 # What the SQLite-only sessions need besides the package (no database drivers).
 SQLITE_TEST_DEPS = (
     "pytest", "pytest-django", "factory-boy", "hypothesis", "selenium", "django-cors-headers",
+    "gunicorn",
 )  # fmt: skip
 
 

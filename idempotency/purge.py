@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import DateTimeField, Expression, Q, QuerySet
 from django.db.models.sql.compiler import SQLCompiler
@@ -52,8 +52,8 @@ def purge_expired(
     """Delete expired records; return how many went (or, with ``dry_run``, would go).
 
     ``older_than`` keeps records that became purgeable less than that long
-    ago. Deletes by primary-key batches of ``batch_size``, each in its own
-    transaction, so a purge of millions of rows neither holds long locks nor
+    ago. Deletes in batches of ``batch_size``, one statement and one
+    transaction each, so a purge of millions of rows neither holds long locks nor
     loads them into memory; it therefore refuses to run inside
     ``transaction.atomic()`` (``RuntimeError``). ``progress`` is called with
     the running total after each committed batch. ``using`` defaults to
@@ -73,9 +73,13 @@ def purge_expired(
     # Expired records first, found through the expires_at index; then the
     # stale in-progress ones, whose expires_at may lie far in the future.
     for condition, order in ((expired, "expires_at"), (stale, "pk")):
-        while deleted := _delete_batch(records.filter(condition), order, batch_size, alias):
+        deleted = batch_size
+        # A short batch means the condition had no more rows when it ran;
+        # rows that become purgeable later wait for the next run.
+        while deleted == batch_size:
+            deleted = _delete_batch(records.filter(condition), order, batch_size, alias)
             total += deleted
-            if progress is not None:
+            if deleted and progress is not None:
                 progress(total)
     return total
 
@@ -102,16 +106,36 @@ def _purgeable(older_than: timedelta) -> tuple[Q, Q]:
 def _delete_batch(
     candidates: QuerySet[IdempotencyRecord], order: str, batch_size: int, alias: str
 ) -> int:
+    """Delete one batch in one statement, in its own transaction.
+
+    The condition is checked in the same statement that deletes, so a record
+    reused since it became a candidate is kept. _raw_delete, as Django's own
+    fast path does: QuerySet.delete() would load every row, response bodies
+    included, whenever some project connects a pre_delete or post_delete
+    receiver.
+    """
     # durable: each batch must commit on its own, or the locks of every batch
     # would be held until an outer transaction ends.
     with transaction.atomic(using=alias, durable=True):
-        batch = list(candidates.order_by(order).values_list("pk", flat=True)[:batch_size])
-        if not batch:
-            return 0
-        # One DELETE by primary key, with the condition checked again: a
-        # request may have reused a record of the batch since it was read.
-        # _raw_delete, as Django's own fast path does: QuerySet.delete() would
-        # load every row, response bodies included, whenever some project
-        # connects a pre_delete or post_delete receiver.
-        deleted = candidates.filter(pk__in=batch)._raw_delete(alias)
-    return int(deleted)
+        connection = connections[alias]
+        if connection.vendor == "mysql":
+            return _delete_ordered_limited(candidates, order, batch_size, alias)
+        batch = candidates.order_by(order).values("pk")[:batch_size]
+        return int(candidates.filter(pk__in=batch)._raw_delete(alias))
+
+
+def _delete_ordered_limited(
+    candidates: QuerySet[IdempotencyRecord], order: str, batch_size: int, alias: str
+) -> int:
+    # MariaDB refuses LIMIT inside an IN (subquery), but its single-table
+    # DELETE takes ORDER BY and LIMIT itself.
+    connection = connections[alias]
+    query = candidates.query
+    where, params = query.get_compiler(alias).compile(query.where)
+    quote = connection.ops.quote_name
+    meta = IdempotencyRecord._meta
+    column = quote(str(getattr(meta.pk if order == "pk" else meta.get_field(order), "column")))
+    sql = f"DELETE FROM {quote(meta.db_table)} WHERE {where} ORDER BY {column} LIMIT %s"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, batch_size])
+        return int(cursor.rowcount)

@@ -193,7 +193,10 @@ def test_each_batch_is_one_delete_committed_on_its_own():
 
     assert seen_by_another_connection == [(2, 4), (4, 2), (5, 1)]
     deletes = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("DELETE")]
-    assert len(deletes) == 3
+    # One statement per batch, nothing else: 2 + 2 + 1 expired records, then
+    # one pass over the stale in-progress ones that finds none.
+    assert len(deletes) == 4
+    assert not [q for q in queries if q["sql"].lstrip().upper().startswith("SELECT")]
 
 
 def test_purge_refuses_to_run_inside_a_transaction():
@@ -395,5 +398,7 @@ def test_purge_of_100k_records_runs_in_flat_memory():
             tracemalloc.stop()
 
     assert not IdempotencyRecord.objects.exists()
-    assert peak_100k <= 1.5 * peak_20k
+    # Flat: five times the rows, not more memory (with a margin for noise,
+    # since a batch of primary keys is no longer held in Python at all).
+    assert peak_100k <= 1.5 * peak_20k + 256 * 1024
     assert peak_100k < 20 * 1024 * 1024
