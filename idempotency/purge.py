@@ -134,7 +134,8 @@ def _delete_ordered_limited(
     where, params = query.get_compiler(alias).compile(query.where)
     quote = connection.ops.quote_name
     meta = IdempotencyRecord._meta
-    column = quote(str(getattr(meta.pk if order == "pk" else meta.get_field(order), "column")))
+    # The order is a field name whose column has the same name (no db_column).
+    column = quote("id" if order == "pk" else order)
     sql = f"DELETE FROM {quote(meta.db_table)} WHERE {where} ORDER BY {column} LIMIT %s"
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, batch_size])

@@ -470,6 +470,27 @@ def template_view(request: HttpRequest) -> HttpResponse:
 # Views for tests/concurrency/test_contention.py. Appended, with local imports.
 
 
+def _count_execution(request: HttpRequest) -> tuple[Any, bool]:
+    """Count this execution in files that survive rollbacks and killed workers.
+
+    Under ``IDEMPOTENCY_TEST_MARKER_DIR``, every execution appends its pid to
+    ``<key>.runs``; exactly one creates ``<key>.first`` (O_EXCL). Returns the
+    marker path ``<dir>/<key>`` and whether this is the key's first execution.
+    """
+    import os
+    from pathlib import Path
+
+    key = Path(request.headers["Idempotency-Key"]).name
+    marker = Path(os.environ["IDEMPOTENCY_TEST_MARKER_DIR"]) / key
+    with open(f"{marker}.runs", "a") as runs:
+        runs.write(f"{os.getpid()}\n")
+    try:
+        os.close(os.open(f"{marker}.first", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return marker, False
+    return marker, True
+
+
 @idempotent
 def fails_first_view(request: HttpRequest) -> HttpResponse:
     """Counts its executions per key and, with ``"fail_first": true`` in the
@@ -478,19 +499,8 @@ def fails_first_view(request: HttpRequest) -> HttpResponse:
     ``IDEMPOTENCY_TEST_MARKER_DIR`` named by the key, so it survives the
     rollback: ``<key>.first`` is created with O_EXCL by exactly one execution,
     and every execution appends a line to ``<key>.runs``."""
-    import os
-    from pathlib import Path
-
     options = _options(request)
-    key = Path(request.headers["Idempotency-Key"]).name
-    markers = Path(os.environ["IDEMPOTENCY_TEST_MARKER_DIR"])
-    with open(markers / f"{key}.runs", "a") as runs:
-        runs.write(f"{os.getpid()}\n")
-    try:
-        (markers / f"{key}.first").touch(exist_ok=False)
-        first = True
-    except FileExistsError:
-        first = False
+    _markers, first = _count_execution(request)
     time.sleep(float(options.get("sleep") or 0))
     charge = Charge.objects.create(amount=int(options.get("amount") or 0), label="fails-first")
     if first and options.get("fail_first"):
@@ -515,27 +525,19 @@ def fault_view(request: HttpRequest) -> HttpResponse:
     INITIALLY DEFERRED foreign keys at COMMIT, so that commit fails. Each
     execution that returns appends its pid to ``<key>.returned``."""
     import os
-    from pathlib import Path
 
     from django.contrib.auth.models import User
 
     options = _options(request)
-    key = Path(request.headers["Idempotency-Key"]).name
-    markers = Path(os.environ["IDEMPOTENCY_TEST_MARKER_DIR"])
-    with open(markers / f"{key}.runs", "a") as runs:
-        runs.write(f"{os.getpid()}\n")
-    try:
-        os.close(os.open(markers / f"{key}.first", os.O_CREAT | os.O_EXCL))
-        first = True
-    except FileExistsError:
-        first = False
-    charge = Charge.objects.create(amount=int(options.get("amount") or 0), label=key[:100])
-    (markers / f"{key}.pid").write_text(str(os.getpid()))
+    marker, first = _count_execution(request)
+    charge = Charge.objects.create(amount=int(options.get("amount") or 0), label=marker.name[:100])
+    with open(f"{marker}.pid", "w") as pid:
+        pid.write(str(os.getpid()))
     sleep = options.get("first_sleep") if first else None
     time.sleep(float(sleep or options.get("sleep") or 0))
     if first and options.get("fail_commit_first"):
         User.groups.through.objects.create(user_id=2**30, group_id=2**30)
-    with open(markers / f"{key}.returned", "a") as returned:  # the view got this far
+    with open(f"{marker}.returned", "a") as returned:  # the view got this far
         returned.write(f"{os.getpid()}\n")
     return JsonResponse({"id": charge.pk, "pid": os.getpid(), "first": first}, status=201)
 
