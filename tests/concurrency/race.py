@@ -91,10 +91,10 @@ def run_together(calls: Sequence[Callable[[], T]], timeout: float = 60) -> list[
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def check_race(answers: Sequence[Answer], label: str) -> Answer:
+def tally_race(answers: Sequence[Answer]) -> tuple[Answer, Counter[str]]:
     """Exactly one original; every other answer a replay of it or a 409.
 
-    Returns the original and records the tally for the run's summary.
+    Returns the original and how many answers were of each kind.
     """
     originals = [a for a in answers if a.status == 201 and not a.replayed]
     assert len(originals) == 1, [(a.status, a.headers, a.body) for a in answers]
@@ -106,13 +106,20 @@ def check_race(answers: Sequence[Answer], label: str) -> Answer:
         elif answer.replayed:
             assert answer.status == original.status
             assert answer.body == original.body
-            assert answer.headers["location"] == original.headers["location"]
+            for name in ("content-type", "location"):
+                assert answer.headers.get(name) == original.headers.get(name), name
             tally["replay"] += 1
         else:
             assert answer.status == 409, (answer.status, answer.body)
             assert answer.problem_slug == "request-in-progress"
             assert int(answer.headers["retry-after"]) > 0
             tally["409"] += 1
+    return original, tally
+
+
+def check_race(answers: Sequence[Answer], label: str) -> Answer:
+    """``tally_race``, recording the tally for the run's summary."""
+    original, tally = tally_race(answers)
     TALLIES.append(
         f"{label}: {len(answers)} requests, 201={tally['201']} "
         f"replay={tally['replay']} 409={tally['409']}"

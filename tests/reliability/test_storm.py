@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 
 from idempotency.models import IdempotencyRecord, Status
-from tests.concurrency.race import Answer, run_together
+from tests.concurrency.race import Answer, run_together, tally_race
 from tests.reliability.faults import TALLIES, committed, mode, record_of
 
 pytestmark = pytest.mark.concurrency
@@ -25,23 +25,8 @@ SLOW = {"amount": 11, "sleep": 0.5}
 
 def classify(answers: list[Answer], charge: int) -> Counter[str]:
     """Every answer is the original, a replay of it, or a 409 with Retry-After."""
-    tally: Counter[str] = Counter()
-    originals = [a for a in answers if a.status == 201 and not a.replayed]
-    assert len(originals) == 1, [(a.status, a.headers, a.body) for a in answers]
-    original = originals[0]
+    original, tally = tally_race(answers)
     assert original.json["id"] == charge
-    for answer in answers:
-        if answer is original:
-            tally["201"] += 1
-        elif answer.replayed:
-            assert (answer.status, answer.body) == (201, original.body)
-            assert answer.headers["content-type"] == original.headers["content-type"]
-            tally["replay"] += 1
-        else:
-            assert answer.status == 409, (answer.status, answer.body)
-            assert answer.problem_slug == "request-in-progress"
-            assert int(answer.headers["retry-after"]) > 0
-            tally["409"] += 1
     return tally
 
 
