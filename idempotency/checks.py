@@ -22,7 +22,7 @@ from django.core.checks import CheckMessage, Error, Warning
 from django.utils.module_loading import import_string
 
 from idempotency.conf import DEFAULTS, as_timedelta
-from idempotency.engine import KEY_COLUMN_LENGTH
+from idempotency.fields import KEY_LENGTH
 from idempotency.responses import NEVER_STORED_HEADERS, REPLAYED_HEADER
 
 LEDGER: Mapping[str, str] = {
@@ -261,15 +261,15 @@ def check_key_max_length(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
         return _problem(
             "idempotency.E008",
             f'IDEMPOTENCY["KEY_MAX_LENGTH"] is {_quote(length)}: set it to a positive int '
-            f"no larger than {KEY_COLUMN_LENGTH}.",
+            f"no larger than {KEY_LENGTH}.",
             hint="It is the longest Idempotency-Key accepted, in characters.",
         )
-    if length > KEY_COLUMN_LENGTH:
+    if length > KEY_LENGTH:
         return _problem(
             "idempotency.W002",
-            f'IDEMPOTENCY["KEY_MAX_LENGTH"] is {length}, longer than the {KEY_COLUMN_LENGTH}-character '
-            f"key column: set it to {KEY_COLUMN_LENGTH} or less.",
-            hint=f"Keys longer than {KEY_COLUMN_LENGTH} characters are refused with 400 key-invalid "
+            f'IDEMPOTENCY["KEY_MAX_LENGTH"] is {length}, longer than the {KEY_LENGTH}-character '
+            f"key column: set it to {KEY_LENGTH} or less.",
+            hint=f"Keys longer than {KEY_LENGTH} characters are refused with 400 key-invalid "
             "whatever this setting says, since the column cannot hold them.",
         )
     return []

@@ -20,6 +20,7 @@ from django.http.response import HttpResponseBase
 
 from idempotency import signals
 from idempotency.conf import RequestFunction, as_timedelta, idempotency_settings
+from idempotency.fields import KEY_LENGTH
 from idempotency.fingerprint import compute_fingerprint
 from idempotency.keys import parse_key
 from idempotency.problems import (
@@ -45,9 +46,6 @@ from idempotency.stores import (
 logger = logging.getLogger("idempotency")
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# A KEY_MAX_LENGTH above the column's length cannot be honoured: such keys
-# are refused as too long rather than truncated.
-KEY_COLUMN_LENGTH = 255
 
 CallView = Callable[[], HttpResponseBase]
 
@@ -85,7 +83,9 @@ def run(request: HttpRequest, call_view: CallView, options: ViewOptions) -> Http
                 "send a new unique value (a UUID) for each operation."
             )
         return call_view()
-    key = parse_key(raw_key, min(idempotency_settings.KEY_MAX_LENGTH, KEY_COLUMN_LENGTH))
+    # A KEY_MAX_LENGTH above the column's length cannot be honoured: such keys
+    # are refused as too long rather than truncated.
+    key = parse_key(raw_key, min(idempotency_settings.KEY_MAX_LENGTH, KEY_LENGTH))
     scope = resolve_scope(request, options.scope or idempotency_settings.SCOPE)
     attempt = Attempt(
         scope=scope,

@@ -7,6 +7,11 @@ from typing import Any
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+# Column lengths, here rather than in models.py so that the engine can use them
+# without importing models (idempotency.idempotent loads before the app registry).
+KEY_LENGTH = 255
+SCOPE_LENGTH = 255
+
 
 class ExactCharField(models.CharField):  # type: ignore[type-arg]
     """A ``CharField`` compared byte for byte on every backend.

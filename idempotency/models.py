@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from idempotency.fields import ExactCharField
+from idempotency.fields import KEY_LENGTH, SCOPE_LENGTH, ExactCharField
 
 
 class Status(models.TextChoices):
@@ -18,8 +18,8 @@ class IdempotencyRecord(models.Model):
     SQL; times come from the database's clock, never the app server's.
     """
 
-    scope = ExactCharField(max_length=255)
-    key = ExactCharField(max_length=255)
+    scope = ExactCharField(max_length=SCOPE_LENGTH)
+    key = ExactCharField(max_length=KEY_LENGTH)
     fingerprint = models.CharField(max_length=64)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_PROGRESS)
     method = models.CharField(max_length=16)

@@ -6,9 +6,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
 from idempotency.conf import RequestFunction, as_callable
+from idempotency.fields import SCOPE_LENGTH
 
 ANONYMOUS_SCOPE = "anonymous"
-SCOPE_MAX_LENGTH = 255
 
 
 def user_scope(request: HttpRequest) -> str:
@@ -25,9 +25,9 @@ def user_scope(request: HttpRequest) -> str:
 
 def resolve_scope(request: HttpRequest, function: str | RequestFunction) -> str:
     scope = as_callable(function)(request)
-    if not isinstance(scope, str) or not scope or len(scope) > SCOPE_MAX_LENGTH:
+    if not isinstance(scope, str) or not scope or len(scope) > SCOPE_LENGTH:
         raise ImproperlyConfigured(
             f"The idempotency scope function returned {scope!r}; it must return a "
-            f"non-empty str of at most {SCOPE_MAX_LENGTH} characters."
+            f"non-empty str of at most {SCOPE_LENGTH} characters."
         )
     return scope
