@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--database postgresql|sqlite]``
+"""``python -m benchmarks [--quick] [--database postgresql|mariadb|sqlite]``
 
 Runs every scenario, writes benchmarks/results/{quick,full}-*.md and .json, and
 exits 1 if the benchmark itself crashed (0 otherwise: the numbers inform, they
@@ -18,10 +18,21 @@ import sys
 import tempfile
 import time
 import traceback
+import uuid
 from pathlib import Path
 from typing import Any
 
-SCENARIOS = ("new_key", "replay", "sql", "table_size", "concurrency", "purge")
+SCENARIOS = (
+    "new_key",
+    "replay",
+    "sql",
+    "profile",
+    "table_size",
+    "concurrency",
+    "purge",
+    "admin",
+    "fingerprint",
+)
 TITLES = {
     "new_key": "1. new-key overhead",
     "replay": "2. replay",
@@ -29,6 +40,9 @@ TITLES = {
     "table_size": "4. table size",
     "concurrency": "5. concurrency",
     "purge": "6. purge",
+    "admin": "7. admin pages",
+    "fingerprint": "8. fingerprint",
+    "profile": "9. profile of the new-key path",
 }
 HTTP = {"new_key", "replay", "concurrency"}
 
@@ -44,7 +58,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="a smoke run in under two minutes (CI); small sizes, few rounds",
     )
-    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--database", choices=["postgresql", "mariadb", "sqlite"],
+                        default="postgresql")  # fmt: skip
     parser.add_argument(
         "--db-name",
         default="idempotency_bench",
@@ -69,6 +84,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
         type=int,
         default=None,
         help="pass --batch-size to the purge command (default: its own)",
+    )
+    parser.add_argument(
+        "--store",
+        choices=["database", "redis"],
+        default="database",
+        help="where the records live (STORE); the HTTP scenarios are the ones that differ",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/0",
+        help="REDIS_URL with --store redis; the run's keys are deleted after",
     )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument(
@@ -120,7 +146,7 @@ def machine(database: str, workers: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, report: dict[str, Any], scratch: Path) -> None:
-    from benchmarks import db, purge, scenarios
+    from benchmarks import cpu, db, purge, scenarios
     from benchmarks.harness import gunicorn
 
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
@@ -141,24 +167,48 @@ def run(args: argparse.Namespace, report: dict[str, Any], scratch: Path) -> None
         start = time.perf_counter()
         results[name].update(call())
         results[name]["seconds"] = time.perf_counter() - start
+        left_open = db.open_transactions()
+        if left_open:
+            raise RuntimeError(f"{TITLES[name]} left transactions open: {left_open[:5]}")
 
     http = [s for s in selected if s in HTTP]
     if "concurrency" in http and sqlite:
         http.remove("concurrency")
         results["concurrency"]["skipped"] = "SQLite admits one writer at a time"
     if http:
-        with gunicorn(args.workers, {}, scratch / "gunicorn.log") as port:
-            calls = {"new_key": lambda: scenarios.new_key_overhead(port, sizes),
-                     "replay": lambda: scenarios.replay(port, sizes),
-                     "concurrency": lambda: scenarios.concurrency(port, sizes)}  # fmt: skip
+        env = {"BENCH_APPLICATION_NAME": cpu.HTTP_APPLICATION_NAME}
+        with gunicorn(args.workers, env, scratch / "gunicorn.log") as server:
+            calls = {"new_key": lambda: scenarios.new_key_overhead(server, sizes, scratch),
+                     "replay": lambda: scenarios.replay(server.port, sizes),
+                     "concurrency": lambda: scenarios.concurrency(server, sizes)}  # fmt: skip
             for name in http:
                 record(name, calls[name])
+    if args.database == "mariadb":
+        for name in ("table_size", "purge"):
+            if name in selected:
+                selected.remove(name)
+                results[name]["skipped"] = "its table fill is written for PostgreSQL and SQLite"
     if "sql" in selected:
-        record("sql", scenarios.sql_per_request)
+        from benchmarks import sql
+
+        record("sql", sql.sql_per_request)
+    if "profile" in selected:
+        from benchmarks import profile
+
+        n = min(sizes.rounds * sizes.block // 2, 1000)
+        record("profile", lambda: profile.profile(n))
     if "table_size" in selected:
         record("table_size", lambda: scenarios.table_size(sizes))
     if "purge" in selected:
         record("purge", lambda: purge.purge(sizes, args.purge_batch_size))
+    if "admin" in selected:
+        from benchmarks import admin
+
+        record("admin", lambda: admin.scenario(args.database, sizes.table_rows))
+    if "fingerprint" in selected:
+        from benchmarks import fingerprint
+
+        record("fingerprint", lambda: fingerprint.fingerprint(sizes.rounds))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         "BENCH_PG_OPTIONS": args.pg_options,
         **({"BENCH_PURGE_BATCH_SIZE": str(args.purge_batch_size)} if args.purge_batch_size else {}),
         "PYTHONUNBUFFERED": "1",
+        "BENCH_STORE": args.store,
+        "BENCH_REDIS_URL": args.redis_url,
+        "BENCH_REDIS_PREFIX": f"idempotency-bench-{uuid.uuid4().hex}:",
     })  # fmt: skip
     from benchmarks.db import check_scratch_name
 
@@ -187,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "mode": mode, "date": today, "scenarios": {},
         "command": "python -m benchmarks" + "".join(f" {a}" for a in sys.argv[1:]),
-        "machine": {"database": args.database, "load_start": list(db.load_average())},
+        "machine": {"database": args.database, "store": args.store,
+                    "load_start": list(db.load_average())},
     }  # fmt: skip
     start = time.perf_counter()
     crashed = False
@@ -211,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 crashed = True
         shutil.rmtree(scratch, ignore_errors=True)
+        if args.store == "redis":
+            _delete_redis_keys(args.redis_url, os.environ["BENCH_REDIS_PREFIX"])
     suffix = "" if args.database == "postgresql" else f"-{args.database}"
+    suffix += "-redis" if args.store == "redis" else ""
     suffix += "-pg-options" if args.pg_options else ""
     suffix += f"-batch-{args.purge_batch_size}" if args.purge_batch_size else ""
     stem = f"quick{suffix}" if args.quick else f"full-{today}{suffix}"
@@ -226,6 +283,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     missed = [r for s in report["scenarios"].values() for r in s.get("rows", ()) if not r["met"]]
     return 2 if args.strict and missed else 0
+
+
+def _delete_redis_keys(url: str, prefix: str) -> None:
+    """The run's own records, and only them (the Redis may be shared)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        for name in client.scan_iter(match=prefix + "*", count=1000):
+            client.delete(name)
+    finally:
+        client.close()
 
 
 if __name__ == "__main__":

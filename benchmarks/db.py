@@ -35,29 +35,99 @@ def check_scratch_name(name: str) -> None:
                          "run, so it must contain 'bench' (a scratch database).")  # fmt: skip
 
 
+def _mariadb_admin() -> Any:
+    import MySQLdb
+
+    db = settings.DATABASES["default"]
+    return MySQLdb.connect(host=db["HOST"], port=int(db["PORT"]), user=db["USER"],
+                           passwd=db["PASSWORD"])  # fmt: skip
+
+
+def _engine() -> str:
+    return str(settings.DATABASES["default"]["ENGINE"]).rsplit(".", 1)[1]
+
+
 def create() -> None:
     """(Re)create the scratch databases and migrate both aliases."""
     drop()
-    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    if _engine() == "postgresql":
         with _pg_admin() as admin:
             for name in _names():
                 admin.execute(f'CREATE DATABASE "{name}"')
+    elif _engine() == "mysql":
+        admin = _mariadb_admin()
+        try:
+            for name in _names():
+                admin.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        finally:
+            admin.close()
     for alias in ALIASES:
         call_command("migrate", database=alias, run_syncdb=True, verbosity=0)
+    create_token_user()
+
+
+def create_token_user() -> None:
+    """The user behind harness.TOKEN, for the token-authenticated flavour."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from benchmarks.harness import TOKEN
+
+    user = get_user_model().objects.db_manager("default").create_user("bench")
+    Token.objects.using("default").create(user=user, key=TOKEN)
 
 
 def drop() -> None:
     connections.close_all()
-    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    if _engine() == "postgresql":
         with _pg_admin() as admin:
             for name in _names():
                 check_scratch_name(name)
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    elif _engine() == "mysql":
+        admin = _mariadb_admin()
+        try:
+            for name in _names():
+                check_scratch_name(name)
+                admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        finally:
+            admin.close()
     else:
         for name in _names():
             check_scratch_name(name)
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(name + suffix).unlink(missing_ok=True)
+
+
+def open_transactions() -> list[str]:
+    """Transactions still open on the scratch databases, other than this
+    connection's idle one: a scenario must leave none behind (a claim loop
+    inside one atomic block once ran PostgreSQL out of locks)."""
+    from django.db import connection
+
+    found = ["the runner's connection is in an atomic block"] if connection.in_atomic_block else []
+    if vendor() == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid, application_name, state, now() - xact_start FROM pg_stat_activity "
+                "WHERE datname = ANY(%s) AND xact_start IS NOT NULL AND pid <> pg_backend_pid()",
+                [_names()],
+            )
+            found += [f"backend {pid} ({name}, {state}, open for {age})"
+                      for pid, name, state, age in cursor.fetchall()]  # fmt: skip
+    elif vendor() == "mysql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT p.ID, p.STATE, t.trx_started FROM information_schema.INNODB_TRX t "
+                "JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
+                f"WHERE p.DB IN ({', '.join(['%s'] * len(_names()))}) "
+                "AND p.ID <> CONNECTION_ID()",
+                _names(),
+            )
+            found += [
+                f"thread {pid} ({state}, since {start})" for pid, state, start in cursor.fetchall()
+            ]
+    return found
 
 
 def vendor(alias: str = "default") -> str:
@@ -69,6 +139,9 @@ def server_version() -> str:
         if vendor() == "postgresql":
             cursor.execute("SHOW server_version")
             return f"PostgreSQL {cursor.fetchone()[0]}"
+        if vendor() == "mysql":
+            cursor.execute("SELECT VERSION()")
+            return f"MariaDB {cursor.fetchone()[0]}"
         cursor.execute("SELECT sqlite_version()")
         return f"SQLite {cursor.fetchone()[0]}"
 

@@ -22,6 +22,11 @@ from typing import Any
 
 PROJECT = Path(__file__).resolve().parent.parent
 BODY = {"amount": 1250, "currency": "EUR", "description": "benchmark order"}
+# The DRF token of the user every run creates in its scratch database
+# (db.create); every request carries it, whichever flavour it goes to, so
+# that the sides differ only by what the endpoint does with it.
+TOKEN = "b3nch" * 8
+AUTHORIZATION = f"Token {TOKEN}"
 
 
 # ---------------------------------------------------------------- statistics
@@ -96,9 +101,18 @@ def _no_control_socket() -> list[str]:
     return [f for s in KNOWN_SETTINGS for f in s.cli or () if f == "--no-control-socket"]
 
 
+@dataclass(frozen=True)
+class Server:
+    port: int
+    pid: int  # the gunicorn master's
+
+    def workers(self) -> set[int]:
+        return child_pids(self.pid)
+
+
 @contextlib.contextmanager
-def gunicorn(workers: int, env: dict[str, str], log: Path) -> Iterator[int]:
-    """Serve ``benchmarks.wsgi`` on a free 127.0.0.1 port; yield the port.
+def gunicorn(workers: int, env: dict[str, str], log: Path) -> Iterator[Server]:
+    """Serve ``benchmarks.wsgi`` on a free 127.0.0.1 port; yield the server.
 
     ``gthread`` with one thread per worker: each process serves one request
     at a time, as a ``sync`` worker does, but keeps connections alive (the
@@ -125,7 +139,7 @@ def gunicorn(workers: int, env: dict[str, str], log: Path) -> Iterator[int]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.1)
-        yield port
+        yield Server(port, process.pid)
         workers_seen |= child_pids(process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
@@ -159,7 +173,7 @@ class Client:
         self.body = json.dumps(BODY).encode()
 
     def post(self, path: str, fresh_key: bool = True, key: str | None = None) -> tuple[int, float]:
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", "Authorization": AUTHORIZATION}
         if fresh_key:
             key = uuid.uuid4().hex
         if key is not None:
@@ -182,9 +196,11 @@ def expect(status: int, wanted: int, what: str) -> None:
         raise RuntimeError(f"{what}: HTTP {status}, expected {wanted}")
 
 
-def closed_loop(port: int, path: str, clients: int, seconds: float) -> tuple[int, float]:
+def closed_loop(port: int, path: str, clients: int, seconds: float,
+                meter: Any = None, side: str = "") -> tuple[int, float]:  # fmt: skip
     """``clients`` threads, each on its own connection, send fresh-key POSTs
-    back to back for ``seconds``; returns (completed requests, elapsed)."""
+    back to back for ``seconds``; returns (completed requests, elapsed).
+    ``meter`` (a cpu.CpuMeter) reads the CPU around the window as ``side``."""
     counts = [0] * clients
     errors: list[str] = []
     stop = threading.Event()
@@ -212,7 +228,9 @@ def closed_loop(port: int, path: str, clients: int, seconds: float) -> tuple[int
     for thread in threads:
         thread.start()
     barrier.wait(timeout=60)
+    before = meter.reading() if meter else None
     start = time.perf_counter()
+    done_before = sum(counts)
     time.sleep(seconds)
     stop.set()
     elapsed = time.perf_counter() - start
@@ -220,6 +238,10 @@ def closed_loop(port: int, path: str, clients: int, seconds: float) -> tuple[int
         thread.join(timeout=60)
     if errors:
         raise RuntimeError(f"closed loop failed: {errors[:3]}")
+    if meter and before:
+        # After the join: the requests in flight at the stop are in both the
+        # count and the CPU reading.
+        meter.add(side, before, sum(counts) - done_before)
     return sum(counts), elapsed
 
 

@@ -127,12 +127,12 @@ def purge(sizes: Sizes, batch_size: int | None = None) -> dict[str, Any]:
     rows = [
         row(f"purge {sizes.purge_rows:,} expired: command "
             f"(--batch-size {batch_size or 'default'}) / raw DELETE", ratio, "≤ 1.5",
-            ratio["median"] <= 1.5, raw_s=paired.summary("raw DELETE"),
+            ratio["median"] <= 1.5, goal="purge", raw_s=paired.summary("raw DELETE"),
             command_s=paired.summary("command")),
         row("purge: command peak RSS (MB)", {"median": peak}, f"< {MEMORY_LIMIT_MB}",
-            peak < MEMORY_LIMIT_MB, unit="MB"),
+            peak < MEMORY_LIMIT_MB, unit="MB", goal="purge"),
         row("purge: longest transaction (s)", {"median": longest}, f"≤ {TRANSACTION_LIMIT_S}",
-            longest is not None and longest <= TRANSACTION_LIMIT_S, unit="s",
+            longest is not None and longest <= TRANSACTION_LIMIT_S, unit="s", goal="purge",
             progress_gap_upper_bound_s=upper, pg_stat_activity_lower_bound_s=lower),
     ]  # fmt: skip
     return {"rows": rows, "details": {"command_runs": runs, "fill_seconds": fills}}

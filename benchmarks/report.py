@@ -30,10 +30,14 @@ def _measured(result_row: dict[str, Any]) -> str:
     parts = []
     for name, value in result_row.items():
         if isinstance(value, dict) and "median" in value and name != "ratio":
-            if name.endswith("_s"):
+            if name.endswith("_per_mib_s"):
+                parts.append(f"{name[:-10]} {_spread(value, 'ms')} ms/MiB")
+            elif name.endswith("_s"):
                 parts.append(f"{name[:-2]} {_spread(value, 'ms')} ms")
             elif name.endswith("_rps"):
                 parts.append(f"{name[:-4]} {_spread(value)} req/s")
+        elif name.endswith("_peak_bytes"):
+            parts.append(f"{name[:-11]} peak {value / 2**20:.2f} MiB")
         elif name == "added_s":
             parts.append(f"**+{value * 1000:.2f} ms**")
         elif name.endswith("bound_s") and value is not None:
@@ -95,16 +99,93 @@ def markdown(report: dict[str, Any]) -> str:
             if "aim_met" in r:
                 verdict += " (aim met)" if r["aim_met"] else " (aim missed)"
             lines.append(f"| {r['name']} | {_measured(r)} | {value} | {r['target']} | {verdict} |")
+    lines += _targets(report)
+    lines += _cpu(report)
+    lines += _profile(report)
     sql = report["scenarios"].get("sql", {}).get("details")
     if sql:
-        lines += ["", "## SQL per request", ""]
+        counted = report["scenarios"]["sql"].get("counts", "")
+        lines += ["", f"## SQL per request ({counted})", ""]
         for flavour, sides in sql.items():
             for side, statements in sides.items():
-                lines.append(f"{flavour} view, {side}: {len(statements)} statements")
+                unit = "messages" if counted.startswith("on the wire") else "statements"
+                lines.append(f"{flavour} view, {side}: {len(statements)} {unit}")
                 lines += ["", "```sql", *(s[:160] for s in statements), "```", ""]
     if report.get("error"):
         lines += ["", "## The run crashed", "", "```", report["error"], "```"]
     return "\n".join(lines) + "\n"
+
+
+def _targets(report: dict[str, Any]) -> list[str]:
+    """The rows that answer a target of the issue (tagged ``goal``), gathered
+    in one table, so the verdicts read at a glance; sorted by target."""
+    found = [r for scenario in report["scenarios"].values() for r in scenario.get("rows", ())
+             if r.get("goal")]  # fmt: skip
+    if not found:
+        return []
+    lines = ["", "## Targets of issue 10", "", "| measurement | value | target | met |",
+             "| --- | --- | --- | --- |"]  # fmt: skip
+    for r in sorted(found, key=lambda r: r["goal"]):
+        measured = _spread(r["ratio"])
+        if "added_s" in r:
+            measured += f", +{r['added_s'] * 1000:.2f} ms"
+        verdict = "yes" if r["met"] else "**no**"
+        lines.append(f"| {r['name']} | {measured} | {r['target']} | {verdict} |")
+    return lines
+
+
+def _cpu(report: dict[str, Any]) -> list[str]:
+    """CPU per request of the gunicorn workers and of their PostgreSQL backends."""
+    found = []
+    scenarios = report["scenarios"]
+    for flavour, detail in scenarios.get("new_key", {}).get("details", {}).items():
+        if detail.get("cpu"):
+            found.append((f"new key, {flavour} view", detail["cpu"]))
+    if scenarios.get("concurrency", {}).get("details", {}).get("cpu"):
+        found.append(("throughput, 16 clients", scenarios["concurrency"]["details"]["cpu"]))
+    if not found:
+        return []
+    lines = ["", "## CPU per request (µs; utime + stime from /proc)", "",
+             "| block | side | application (gunicorn workers) | database (their backends) "
+             "| requests |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name, sides in found:
+        for side, usage in sides.items():
+            added = side.endswith("added")
+
+            def cell(seconds: float | None, added: bool = added) -> str:
+                if seconds is None:
+                    return "–"
+                return f"**{seconds * 1e6:+.0f}**" if added else f"{seconds * 1e6:.0f}"
+
+            app, dbs = usage["app_s"], usage["db_s"]
+            lines.append(f"| {name} | {side} | {cell(app)} | {cell(dbs)} | "
+                         f"{usage.get('requests', '')} |")  # fmt: skip
+    return lines
+
+
+def _profile(report: dict[str, Any]) -> list[str]:
+    details = report["scenarios"].get("profile", {}).get("details")
+    if not details:
+        return []
+    lines = ["", "## Profile of the new-key path (in process)", ""]
+    for flavour, found in details.items():
+        lines += [f"### {flavour} view, {found['requests']} requests per side", "",
+                  "| side | statement | per request | median µs |", "| --- | --- | --- | --- |"]  # fmt: skip
+        for side, statements in found["statements"].items():
+            for s in statements:
+                text = s["statement"].replace("|", "\\|")
+                lines.append(f"| {side} | `{text[:90]}` | {s['per_request']:.2f} | "
+                             f"{s['median_s'] * 1e6:.0f} |")  # fmt: skip
+        f = found["functions"]
+        lines += ["", f"Under cProfile: bare {f['profiled_bare_s'] * 1e3:.2f} ms, package "
+                  f"{f['profiled_package_s'] * 1e3:.2f} ms of own time per request; the "
+                  f"package's modules {f['package_modules_own_s'] * 1e3:.2f} ms of it "
+                  "(statement waits are in the driver's rows below).", "",
+                  "| function | added own time per request (µs) |", "| --- | --- |"]  # fmt: skip
+        for top in f["top"]:
+            lines.append(f"| `{top['function']}` | {top['added_own_s'] * 1e6:.1f} |")
+        lines.append("")
+    return lines
 
 
 def write(report: dict[str, Any], directory: Path, stem: str) -> tuple[Path, Path]:

@@ -1,6 +1,6 @@
 """Settings of the benchmark project; ``benchmarks.__main__`` fills the environment.
 
-BENCH_DATABASE=postgresql | sqlite, BENCH_DB_NAME (a scratch database the run
+BENCH_DATABASE=postgresql | mariadb | sqlite, BENCH_DB_NAME (a scratch database the run
 creates and drops), BENCH_PG_HOST / BENCH_PG_PORT / BENCH_PG_USER, PGPASSWORD.
 Two aliases: ``default`` (the endpoints and an empty record table) and
 ``full`` (the same schema, for a table holding a million records).
@@ -21,6 +21,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "rest_framework.authtoken",
     "idempotency",
     "benchmarks",
 ]
@@ -41,6 +42,17 @@ def _database(name: str) -> dict[str, object]:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.path.join(os.environ.get("BENCH_SQLITE_DIR", "."), f"{name}.sqlite3"),
             "OPTIONS": {"timeout": 20},
+        }
+    if ENGINE == "mariadb":
+        return {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": name,
+            "HOST": os.environ.get("BENCH_MARIADB_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("BENCH_MARIADB_PORT", "3306"),
+            "USER": os.environ.get("BENCH_MARIADB_USER", "root"),
+            "PASSWORD": os.environ.get("BENCH_MARIADB_PASSWORD", ""),
+            "CONN_MAX_AGE": None,
+            "OPTIONS": {"charset": "utf8mb4"},
         }
     return {
         "ENGINE": "django.db.backends.postgresql",
@@ -63,7 +75,16 @@ def _database(name: str) -> dict[str, object]:
 
 DATABASES = {"default": _database(NAME), "full": _database(f"{NAME}_full")}
 
-IDEMPOTENCY = {"DATABASE": os.environ.get("BENCH_IDEMPOTENCY_DATABASE", "default")}
+IDEMPOTENCY: dict[str, object] = {
+    "DATABASE": os.environ.get("BENCH_IDEMPOTENCY_DATABASE", "default")
+}
+# --store redis: the same scenarios with the records in Redis.
+if os.environ.get("BENCH_STORE") == "redis":
+    IDEMPOTENCY.update({
+        "STORE": "redis",
+        "REDIS_URL": os.environ["BENCH_REDIS_URL"],
+        "REDIS_PREFIX": os.environ["BENCH_REDIS_PREFIX"],
+    })  # fmt: skip
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],

@@ -9,5 +9,7 @@ urlpatterns = [
     path("idempotent/", views.idempotent_view),
     path("drf/bare/", views.BareOrderCreate.as_view()),
     path("drf/idempotent/", views.IdempotentOrderCreate.as_view()),
+    path("drf/token/bare/", views.TokenBareOrderCreate.as_view()),
+    path("drf/token/idempotent/", views.TokenIdempotentOrderCreate.as_view()),
     path("noop/", views.idempotent_noop_view),
 ]

@@ -1,8 +1,11 @@
-"""One create endpoint, served bare and with the package, in two flavours.
+"""One create endpoint, served bare and with the package, in three flavours.
 
 The bodies are identical on both sides, so that any difference in time is the
 package's: ``@idempotent`` on a plain Django view, ``IdempotencyMixin`` on a
-DRF ``CreateAPIView`` like the example project's payments viewset.
+DRF ``CreateAPIView`` like the example project's payments viewset, and the
+same DRF view behind ``TokenAuthentication`` and ``IsAuthenticated`` (a
+user-realistic endpoint: the token lookup is one more statement per request,
+and the record's scope is the user).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from rest_framework import generics, serializers
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.permissions import IsAuthenticated
 
 from benchmarks.models import Order
 from idempotency import idempotent
@@ -60,4 +65,13 @@ class BareOrderCreate(generics.CreateAPIView[Order]):
 
 
 class IdempotentOrderCreate(IdempotencyMixin, BareOrderCreate):
+    pass
+
+
+class TokenBareOrderCreate(BareOrderCreate):
+    authentication_classes = [TokenAuthentication]
+    permission_classes = [IsAuthenticated]
+
+
+class TokenIdempotentOrderCreate(IdempotencyMixin, TokenBareOrderCreate):
     pass
