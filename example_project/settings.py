@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
     "idempotency",
     "example_project.payments",
 ]
@@ -78,6 +79,20 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI schema at /api/schema/, Swagger UI at /api/docs/. The last hook
+# documents the Idempotency-Key header, Idempotent-Replayed and the package's
+# 400/409/422/503 answers on every idempotent operation (docs/openapi.md).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Example payments API",
+    "DESCRIPTION": "The django-idempotency example project. Not for production.",
+    "VERSION": "1.0.0",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "idempotency.openapi.postprocess_schema",
+    ],
 }
 
 # Every setting of django-idempotency, at its default. Uncomment to change one;
@@ -88,13 +103,29 @@ IDEMPOTENCY: dict[str, object] = {
     # "TTL": 24 * 60 * 60,  # seconds, or a datetime.timedelta
     # "LOCK_TIMEOUT": 60,  # seconds, or a datetime.timedelta
     # "KEY_MAX_LENGTH": 255,
-    # "SCOPE": "idempotency.scope.user_scope",  # dotted path or callable (request) -> str
+    # "SCOPE": "idempotency.scope.default_scope",  # dotted path or callable (request) -> str
     # "REPLAY_HEADERS": (),
-    # "RELEASE_STATUSES": (408, 409, 425, 429),
+    # "RELEASE_STATUSES": (401, 403, 408, 409, 425, 429),
     # "FINGERPRINT": "idempotency.fingerprint.request_fingerprint",  # or a callable
     # "MAX_STORED_RESPONSE_BYTES": 1024 * 1024,
     # "DATABASE": "default",
+    # "ANONYMOUS": "share",  # or "session", or "refuse"
+    # "IN_PROGRESS_WAIT": 0,  # seconds a duplicate waits for the first request; 0: 409 at once
+    # "STORE": "database",  # or "redis", with REDIS_URL
+    # "REDIS_URL": None,  # such as os.environ["REDIS_URL"]
+    # "REDIS_CLUSTER": False,
+    # "REDIS_PREFIX": "idempotency:",
 }
+
+# Celery (example_project/celery.py, payments/tasks.py). acks_late: a message is
+# acknowledged after the task, so a worker that dies mid-task has it redelivered,
+# and the receipt task's @idempotent_function makes that safe.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "rpc://")
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The receipt emails are printed on the console.
+EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 
 # Seconds the simulated card processor takes per charge or refund (see
 # payments/processor.py): long enough for two requests sent together to overlap.

@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from idempotency.versioning import VersionedModel
+
 
 class Currency(models.TextChoices):
     EUR = "EUR", "Euro"
@@ -12,11 +14,17 @@ class Currency(models.TextChoices):
 
 class Status(models.TextChoices):
     PENDING = "pending", "pending"
-    SUCCEEDED = "succeeded", "succeeded"
+    SUCCEEDED = "succeeded", "succeeded"  # paid: the processor's receipt arrived
+    REFUNDED = "refunded", "refunded"
 
 
-class Payment(models.Model):
-    """A card payment: the kind of thing a client must never create twice."""
+class Payment(VersionedModel):
+    """A card payment: the kind of thing a client must never create twice.
+
+    Versioned: a save made from an old read raises StaleObjectError (answered
+    409 by the idempotent views) instead of overwriting a newer change. Its
+    status moves pending -> succeeded -> refunded through transition().
+    """
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="payments"
@@ -26,7 +34,6 @@ class Payment(models.Model):
     description = models.CharField(max_length=200, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     processor_reference = models.CharField(max_length=64, blank=True)
-    refunded = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -34,6 +41,10 @@ class Payment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount / 100:.2f} {self.currency} ({self.description or 'no description'})"
+
+    @property
+    def refunded(self) -> bool:
+        return self.status == Status.REFUNDED
 
 
 class Receipt(models.Model):
