@@ -1,7 +1,7 @@
 """Test sessions. `nox -s tests` is the README's whole-suite command.
 
 - tests:      the suite on SQLite, PostgreSQL and MariaDB, with this Python.
-- oldest:     Python 3.10 + Django 5.2 + DRF 3.16 on SQLite.
+- oldest:     Python 3.10 + Django 5.2 + DRF 3.16 on SQLite, PostgreSQL and MariaDB.
 - newest:     Python 3.13 + the newest Django and DRF on SQLite.
 - lint:       ruff and mypy --strict.
 - docs:       the MkDocs site, warnings as errors.
@@ -21,11 +21,6 @@ nox.options.reuse_existing_virtualenvs = True
 
 DATABASES = ("sqlite", "postgresql", "mariadb")
 PYTEST = ("pytest", "-p", "no:cacheprovider")
-# What the SQLite-only sessions need besides the package (no database drivers).
-SQLITE_TEST_DEPS = (
-    "pytest", "pytest-django", "factory-boy", "hypothesis", "selenium", "django-cors-headers",
-    "gunicorn",
-)  # fmt: skip
 
 
 def ensure_mariadb_headers(session: nox.Session) -> None:
@@ -60,18 +55,19 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.10")
 def oldest(session: nox.Session) -> None:
-    session.install("-e", ".[example]", "Django==5.2.*", "djangorestframework==3.16.*")
-    session.install(*SQLITE_TEST_DEPS)
-    session.run(*PYTEST, "--ignore=tests/concurrency", *session.posargs,
-                env={"IDEMPOTENCY_TEST_DB": "sqlite"})  # fmt: skip
+    ensure_mariadb_headers(session)
+    session.install("-e", ".[test,browser]", "Django==5.2.*", "djangorestframework==3.16.*")
+    for database in DATABASES:
+        session.log(f"--- oldest supported pair on {database} ---")
+        session.run(*PYTEST, *session.posargs, env={"IDEMPOTENCY_TEST_DB": database,
+                                                     "IDEMPOTENCY_TEST_DB_SUFFIX": "_oldest"})  # fmt: skip
 
 
 @nox.session(python="3.13")
 def newest(session: nox.Session) -> None:
-    session.install("-e", ".[example]", "--upgrade", "Django", "djangorestframework")
-    session.install(*SQLITE_TEST_DEPS)
-    session.run(*PYTEST, "--ignore=tests/concurrency", *session.posargs,
-                env={"IDEMPOTENCY_TEST_DB": "sqlite"})  # fmt: skip
+    ensure_mariadb_headers(session)
+    session.install("-e", ".[test,browser]", "--upgrade", "Django", "djangorestframework")
+    session.run(*PYTEST, *session.posargs, env={"IDEMPOTENCY_TEST_DB": "sqlite"})
 
 
 @nox.session
