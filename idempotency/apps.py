@@ -11,7 +11,8 @@ class IdempotencyConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Imported here, once the models are loaded: checks.py imports the engine.
+        # Imported here, once the models are loaded: the checks import the
+        # store's dialects and the response rules.
         from idempotency.checks import CHECKS
 
         for check in CHECKS:

@@ -1,7 +1,8 @@
 """Settings: one dict, ``settings.IDEMPOTENCY``, read on every access.
 
 Nothing is cached, so ``override_settings(IDEMPOTENCY=...)`` works without
-plumbing. docs/settings.md mirrors ``DEFAULTS`` key for key.
+plumbing. docs/settings.md mirrors ``DEFAULTS`` key for key. The system checks
+validate the values; the accessors trust them.
 """
 
 from __future__ import annotations
@@ -22,16 +23,27 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "TTL": timedelta(hours=24),
         "LOCK_TIMEOUT": timedelta(seconds=60),
         "KEY_MAX_LENGTH": 255,
-        "SCOPE": "idempotency.scope.user_scope",
+        "SCOPE": "idempotency.scope.default_scope",
         "REPLAY_HEADERS": (),
-        "RELEASE_STATUSES": (408, 409, 425, 429),
+        "RELEASE_STATUSES": (401, 403, 408, 409, 425, 429),
         "FINGERPRINT": "idempotency.fingerprint.request_fingerprint",
         "MAX_STORED_RESPONSE_BYTES": 1024 * 1024,
         "DATABASE": "default",
+        "ANONYMOUS": "share",
+        "IN_PROGRESS_WAIT": 0,
+        "STORE": "database",
+        "REDIS_URL": None,
+        "REDIS_CLUSTER": False,
+        "REDIS_PREFIX": "idempotency:",
     }
 )
 
+ANONYMOUS_POLICIES = ("share", "session", "refuse")
+STORES = ("database", "redis")
+
 RequestFunction = Callable[[HttpRequest], str]
+
+_imported: dict[str, Any] = {}
 
 
 def as_timedelta(value: timedelta | float) -> timedelta:
@@ -42,11 +54,17 @@ def as_timedelta(value: timedelta | float) -> timedelta:
 
 
 def as_callable(value: str | RequestFunction) -> RequestFunction:
-    """Hooks may be given as a callable or as its dotted path."""
-    if isinstance(value, str):
-        function: RequestFunction = import_string(value)
-        return function
-    return value
+    """Hooks may be given as a callable or as its dotted path.
+
+    A dotted path is imported once per process: ``import_string`` on every
+    request would cost more than the rest of the settings together.
+    """
+    if not isinstance(value, str):
+        return value
+    function = _imported.get(value)
+    if function is None:
+        function = _imported[value] = import_string(value)
+    return function  # type: ignore[no-any-return]
 
 
 class IdempotencySettings:
@@ -98,6 +116,34 @@ class IdempotencySettings:
     def DATABASE(self) -> str:
         alias: str = self._get("DATABASE")
         return alias
+
+    @property
+    def ANONYMOUS(self) -> str:
+        policy: str = self._get("ANONYMOUS")
+        return policy
+
+    @property
+    def IN_PROGRESS_WAIT(self) -> timedelta:
+        return as_timedelta(self._get("IN_PROGRESS_WAIT"))
+
+    @property
+    def STORE(self) -> str:
+        store: str = self._get("STORE")
+        return store
+
+    @property
+    def REDIS_URL(self) -> str | None:
+        url: str | None = self._get("REDIS_URL")
+        return url
+
+    @property
+    def REDIS_CLUSTER(self) -> bool:
+        return bool(self._get("REDIS_CLUSTER"))
+
+    @property
+    def REDIS_PREFIX(self) -> str:
+        prefix: str = self._get("REDIS_PREFIX")
+        return prefix
 
 
 idempotency_settings = IdempotencySettings()

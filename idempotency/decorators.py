@@ -1,4 +1,4 @@
-"""``@idempotent``: the adapter for function views and view methods."""
+"""``@idempotent``: the door for function views, view methods and async views."""
 
 from __future__ import annotations
 
@@ -11,15 +11,11 @@ from typing import Any, TypeVar, overload
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
-from idempotency import engine
+from idempotency import http
 from idempotency.conf import RequestFunction
-from idempotency.engine import CallView, ViewOptions
-from idempotency.problems import Problem, render_problem
+from idempotency.options import OPTIONS_ATTRIBUTE, ViewOptions
 
 View = TypeVar("View", bound=Callable[..., Any])
-
-# Marks a wrapped view so that IdempotencyMixin does not wrap it a second time.
-WRAPPED_MARK = "_idempotency_wrapped"
 
 
 @overload
@@ -34,6 +30,10 @@ def idempotent(
     scope: str | RequestFunction | None = None,
     required: bool | None = None,
     ttl: timedelta | float | None = None,
+    token: bool = False,
+    wait: timedelta | float | None = None,
+    atomic: bool = True,
+    sensitive: bool = False,
 ) -> Callable[[View], View]: ...
 
 
@@ -44,60 +44,92 @@ def idempotent(
     scope: str | RequestFunction | None = None,
     required: bool | None = None,
     ttl: timedelta | float | None = None,
+    token: bool = False,
+    wait: timedelta | float | None = None,
+    atomic: bool = True,
+    sensitive: bool = False,
 ) -> View | Callable[[View], View]:
     """Make a view's unsafe methods idempotent under the ``Idempotency-Key`` header.
 
-    Use bare or with keyword options; each option left ``None`` is read from
+    Use bare or with keyword options; an option left ``None`` is read from
     ``settings.IDEMPOTENCY`` at request time. ``scope`` is a callable
-    ``(request) -> str`` or its dotted path. On DRF, place it *below*
-    ``@api_view`` (or on a view method) so it runs after authentication.
+    ``(request) -> str`` or its dotted path. ``atomic=False`` lets a view own
+    its transactions (its writes and the stored response then commit
+    separately); ``sensitive=True`` stores the response encrypted under the
+    key. On DRF, place it *below* ``@api_view``; on a DRF view's ``dispatch``
+    it protects the handler after DRF's authentication.
     """
-    options = ViewOptions(scope=scope, required=required, ttl=ttl)
-
-    def decorate(function: View) -> View:
-        _refuse_misuse(function)
-
-        @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> HttpResponseBase:
-            request = _find_request(function, args)
-            return respond(request, lambda: function(*args, **kwargs), options)
-
-        setattr(wrapper, WRAPPED_MARK, True)
-        return wrapper  # type: ignore[return-value]
-
-    if view is None:
-        return decorate
-    if not callable(view):
+    if view is not None and not callable(view):
         raise TypeError(
             f"@idempotent takes options as keywords, got {view!r}; "
             "write @idempotent(ttl=3600), not @idempotent(3600)."
         )
-    return decorate(view)
+    options = ViewOptions(
+        scope=scope, required=required, ttl=ttl, token=token, wait=wait, atomic=atomic,
+        sensitive=sensitive,
+    )  # fmt: skip
+    options.check(lambda name: f"@idempotent({name}=...)")
+    _check_support(options)
+
+    def decorate(function: View) -> View:
+        _refuse_misuse(function)
+        if inspect.iscoroutinefunction(function):
+            wrapper = _async_wrapper(function, options)
+        else:
+            wrapper = _sync_wrapper(function, options)
+        setattr(wrapper, OPTIONS_ATTRIBUTE, options)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate if view is None else decorate(view)
 
 
-def respond(request: HttpRequest, call_view: CallView, options: ViewOptions) -> HttpResponseBase:
-    """Run ``call_view`` through the engine and render any refusal."""
-    if hasattr(request, "parser_context"):  # a DRF Request
-        from idempotency.drf import finalize
+def _sync_wrapper(function: Callable[..., Any], options: ViewOptions) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> HttpResponseBase:
+        request, view = _find_request(function, args)
+        call = functools.partial(function, *args, **kwargs)
+        if _is_drf_request(request):
+            from idempotency import drf
 
-        def call_drf_view() -> HttpResponseBase:
-            return finalize(request, call_view())
+            return drf.protect(request, call, options)  # type: ignore[arg-type]
+        if view is not None and _is_drf_view(view):
+            # On an APIView's dispatch, before DRF authenticates: protect the
+            # handler DRF calls after authentication instead (contract
+            # section 3, "Scope").
+            from idempotency import drf
 
-        call = call_drf_view
-    else:
-        call = call_view
-    try:
-        return engine.run(request, call, options)
-    except Problem as problem:
-        return render_problem(problem)
+            drf.arm(view, request, lambda: options)
+            return call()  # type: ignore[no-any-return]
+        if getattr(type(view), "view_is_async", False):
+            # method_decorator on an async class-based view's dispatch, which
+            # returns the handler's coroutine: protect it as an async view.
+            return http.aprotect(request, call, options)  # type: ignore[return-value]
+        return http.protect(request, call, options)
+
+    return wrapper
+
+
+def _async_wrapper(function: Callable[..., Any], options: ViewOptions) -> Callable[..., Any]:
+    @functools.wraps(function)
+    async def wrapper(*args: Any, **kwargs: Any) -> HttpResponseBase:
+        request, view = _find_request(function, args)
+        if _is_drf_request(request) or (view is not None and _is_drf_view(view)):
+            raise TypeError(
+                f"@idempotent on {function.__qualname__}: DRF views run synchronously; make "
+                "the handler a plain def, or decorate an async Django view."
+            )
+        return await http.aprotect(request, functools.partial(function, *args, **kwargs), options)
+
+    return wrapper
+
+
+def _check_support(options: ViewOptions) -> None:
+    from idempotency.drf import check_support
+
+    check_support(options, "@idempotent")
 
 
 def _refuse_misuse(function: Callable[..., Any]) -> None:
-    if inspect.iscoroutinefunction(function):
-        raise TypeError(
-            f"@idempotent does not support async views yet ({function.__qualname__}); "
-            "make the view synchronous or leave it undecorated."
-        )
     if inspect.isclass(function):
         raise TypeError(
             f"@idempotent decorates functions and methods, not the class {function.__name__}; "
@@ -114,15 +146,33 @@ def _refuse_misuse(function: Callable[..., Any]) -> None:
         )
 
 
-def _find_request(function: Callable[..., Any], args: tuple[Any, ...]) -> HttpRequest:
-    # Functions get (request, ...), methods (self, request, ...). DRF's Request
-    # wraps an HttpRequest instead of subclassing it.
-    for candidate in args[:2]:
+def _find_request(function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[HttpRequest, Any]:
+    """The request among the arguments, and the view instance of a method.
+
+    Functions get (request, ...), methods (self, request, ...), and
+    ``method_decorator`` a partial of the bound method with (request, ...).
+    DRF's Request wraps an HttpRequest instead of subclassing it.
+    """
+    for position, candidate in enumerate(args[:2]):
         if isinstance(getattr(candidate, "_request", candidate), HttpRequest):
-            request: HttpRequest = candidate
-            return request
+            view = (
+                args[0]
+                if position == 1
+                else getattr(getattr(function, "func", None), "__self__", None)
+            )
+            return candidate, view
     raise TypeError(
         f"@idempotent could not find the request among the arguments of "
-        f"{function.__qualname__}; decorate a view function (request, ...) or a view "
-        "method (self, request, ...)."
+        f"{getattr(function, '__qualname__', function)!r}; decorate a view function "
+        "(request, ...) or a view method (self, request, ...)."
     )
+
+
+def _is_drf_request(request: Any) -> bool:
+    return hasattr(request, "parser_context")
+
+
+def _is_drf_view(view: Any) -> bool:
+    from rest_framework.views import APIView
+
+    return isinstance(view, APIView)

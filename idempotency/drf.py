@@ -1,18 +1,35 @@
-"""Django REST framework adapter: ``IdempotencyMixin``."""
+"""The Django REST framework door: ``IdempotencyMixin``, and what ``@idempotent``
+needs to protect a DRF view after DRF's authentication.
+
+A DRF view identifies its caller in ``initial()`` (authentication,
+permissions, throttles), after ``dispatch`` has started. So both doors wrap
+the *handler* (``post``, ``create``, an ``@action``) on the view instance when
+``dispatch`` begins: DRF then calls the wrapped handler after ``initial()``,
+with ``request.user`` and ``request.auth`` set, and a request that DRF
+refuses never reaches the package.
+"""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
+from rest_framework import views
+from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from idempotency.conf import RequestFunction
-from idempotency.decorators import WRAPPED_MARK, respond
-from idempotency.engine import UNSAFE_METHODS, ViewOptions
+from idempotency import http
+from idempotency.conf import RequestFunction, idempotency_settings
+from idempotency.log import logger
+from idempotency.options import OPTIONS_ATTRIBUTE, ViewOptions, options_of
+from idempotency.problems import Misconfigured, Problem, RequestTooLarge, render_problem
+from idempotency.validation import UNSAFE_METHODS
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
@@ -21,52 +38,147 @@ if TYPE_CHECKING:
 else:
     _Base = object
 
+OptionsFor = Callable[[], ViewOptions]
+# ViewSet actions whose name is not an HTTP method.
+VIEWSET_ACTIONS = ("create", "update", "partial_update", "destroy", "list", "retrieve")
+
 
 class IdempotencyMixin(_Base):
     """Make every unsafe method of a DRF view or viewset idempotent.
 
     Put it before the view class in the bases. Attributes left ``None`` are read
     from ``settings.IDEMPOTENCY`` at request time; override the ``get_*``
-    methods to decide per request.
+    methods to decide per request (they run after authentication, with
+    ``self.request`` and, on a viewset, ``self.action`` set).
     """
 
     idempotency_scope: str | RequestFunction | None = None
     idempotency_required: bool | None = None
     idempotency_ttl: timedelta | float | None = None
     idempotency_methods: tuple[str, ...] | None = None
+    idempotency_token: bool = False
+    idempotency_wait: timedelta | float | None = None
+    idempotency_atomic: bool = True
+    idempotency_sensitive: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_mixin_class(cls)
 
     def get_idempotency_methods(self) -> frozenset[str]:
         if self.idempotency_methods is None:
             return UNSAFE_METHODS
         return frozenset(method.upper() for method in self.idempotency_methods)
 
-    def get_idempotency_options(self) -> ViewOptions:
-        return ViewOptions(
-            scope=self.idempotency_scope,
-            required=self.idempotency_required,
-            ttl=self.idempotency_ttl,
+    def get_idempotency_scope(self) -> str | RequestFunction | None:
+        return self.idempotency_scope
+
+    def get_idempotency_required(self) -> bool | None:
+        return self.idempotency_required
+
+    def get_idempotency_ttl(self) -> timedelta | float | None:
+        return self.idempotency_ttl
+
+    def get_idempotency_wait(self) -> timedelta | float | None:
+        return self.idempotency_wait
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        arm(self, request, self._idempotency_options)
+        return super().dispatch(request, *args, **kwargs)
+
+    def _idempotency_options(self) -> ViewOptions:
+        options = ViewOptions(
+            scope=self.get_idempotency_scope(),
+            required=self.get_idempotency_required(),
+            ttl=self.get_idempotency_ttl(),
+            token=self.idempotency_token,
+            wait=self.get_idempotency_wait(),
+            atomic=self.idempotency_atomic,
+            sensitive=self.idempotency_sensitive,
             methods=self.get_idempotency_methods(),
         )
+        # The get_idempotency_* hooks answer per request, so their answers are
+        # checked here, by the rules the class attributes met at class
+        # creation: a ttl of 0 or a GET would silently unprotect the view.
+        problems = options.problems(lambda field: _hook_label(type(self), field))
+        if problems:
+            logger.error("Idempotency options of %s are invalid; the request was refused: %s",
+                         type(self).__qualname__, problems[0].message)  # fmt: skip
+            raise Misconfigured()
+        return options
 
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        # After DRF's authentication, permissions and throttling, and before
-        # dispatch looks the handler up: the wrapped handler is what it finds,
-        # so refused requests never reach the engine and create no record.
-        super().initial(request, *args, **kwargs)
-        name = (request.method or "").lower()
-        handler = getattr(self, name, None)
-        if (
-            handler is None
-            or name not in self.http_method_names
-            or getattr(handler, WRAPPED_MARK, False)
-        ):
-            return
-        options = self.get_idempotency_options()
 
-        def idempotent_handler(request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            return respond(request, lambda: handler(request, *args, **kwargs), options)
+def _hook_label(view: type, field: str) -> str:
+    hooks = {"scope", "required", "ttl", "wait", "methods"}
+    name = f"get_idempotency_{field}()" if field in hooks else f"idempotency_{field}"
+    return f"{view.__qualname__}.{name}"
 
-        setattr(self, name, idempotent_handler)
+
+# Marks a handler already wrapped for this request. The first arm wins: a
+# decorator on dispatch runs before the mixin's dispatch.
+ARMED = "__idempotency_armed__"
+
+
+def arm(view: Any, request: HttpRequest, options_for: OptionsFor) -> None:
+    """Wrap the handler that will answer ``request`` on the ``view`` instance.
+
+    Called at the start of ``dispatch``, before DRF authenticates.
+    """
+    name = (request.method or "").lower()
+    handler = getattr(view, name, None)
+    if name.upper() not in UNSAFE_METHODS:
+        return  # GET, HEAD, OPTIONS pass through untouched, whatever the options say
+    if handler is None or name not in view.http_method_names or options_of(handler):
+        return  # DRF answers 405; or @idempotent already wraps the handler
+    if getattr(handler, ARMED, False):
+        return  # armed by the mixin and by @idempotent on dispatch: protect once
+    form = request.content_type == "application/x-www-form-urlencoded"  # may carry a token
+    problem = None
+    if name.upper() in UNSAFE_METHODS and (idempotency_settings.HEADER in request.headers or form):
+        problem = read_body_early(request)
+
+    def idempotent_handler(request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if problem is not None:
+            # Answered after DRF's authentication, through its exception
+            # handling, as every other problem of a DRF view.
+            return _render(request, problem)
+        try:
+            options = options_for()
+        except Problem as refused:
+            return _render(request, refused)
+        return protect(request, lambda: handler(request, *args, **kwargs), options)
+
+    setattr(idempotent_handler, ARMED, True)
+    setattr(view, name, idempotent_handler)
+
+
+def protect(
+    request: Request, call_view: Callable[[], Any], options: ViewOptions
+) -> HttpResponseBase:
+    """The HTTP door for a DRF request, with DRF's rendering and error handling."""
+    return http.protect(
+        request,
+        lambda: finalize(request, call_view()),
+        options,
+        render=lambda problem: _render(request, problem),
+        with_data=True,
+    )
+
+
+def read_body_early(request: HttpRequest) -> Problem | None:
+    """Read the raw body before DRF's parsers consume the stream.
+
+    The fingerprint then hashes the bytes as sent (numbers as written) rather
+    than DRF's parsed data. Multipart bodies are left to the parsers, which
+    stream files to disk; they are fingerprinted by fields and file contents.
+    """
+    if (request.content_type or "").startswith("multipart/"):
+        return None
+    try:
+        request.body  # noqa: B018 - Django caches it for DRF's parsers
+    except RequestDataTooBig as error:
+        return RequestTooLarge(str(error))
+    return None
 
 
 def finalize(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
@@ -81,3 +193,101 @@ def finalize(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBa
             view.finalize_response(request, response)  # sets the renderer in place
         response.render()
     return response
+
+
+class IdempotencyTokenView(views.APIView):
+    """``GET``: a one-time token for the caller, for clients that send forms'
+    keys themselves (``{"token": ..., "field": "idempotency_token", "header": ...}``).
+
+    Route it where your API clients can reach it; it runs DRF's authentication
+    first, so the token is bound to the authenticated caller's scope. Send
+    the token back as the ``Idempotency-Key`` header or the form field.
+    """
+
+    def get(self, request: Request) -> Response:
+        from idempotency.tokens import FIELD, issue_token
+
+        token = issue_token(request)
+        return Response(
+            {"token": token, "field": FIELD, "header": idempotency_settings.HEADER},
+            headers={"Cache-Control": "no-store"},
+        )
+
+
+class ProblemException(APIException):
+    """A package problem, handed to a project's own ``EXCEPTION_HANDLER``.
+
+    ``problem`` holds the problem; ``detail`` its sentence, ``wait`` its
+    Retry-After (DRF's default handler sets the header from it).
+    """
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(detail=problem.detail, code=problem.slug)
+        self.status_code = problem.status
+        self.problem = problem
+        self.wait = problem.retry_after
+
+
+def _render(request: Request, problem: Problem) -> HttpResponseBase:
+    view = getattr(request, "parser_context", {}).get("view")
+    handler = view.get_exception_handler() if view is not None else views.exception_handler
+    if handler is not views.exception_handler:
+        # The project formats its errors itself (drf-standardized-errors, ...):
+        # let DRF's exception handling reach its handler.
+        raise ProblemException(problem)
+    response = render_problem(problem)
+    response.data = problem.as_dict()  # type: ignore[attr-defined]
+    return response
+
+
+def _check_mixin_class(cls: type) -> None:
+    """Misconfiguration fails when the class is created, never degrades to unprotected."""
+    first = next(klass for klass in cls.__mro__ if "dispatch" in vars(klass))
+    if not issubclass(first, IdempotencyMixin):
+        raise TypeError(
+            f"{cls.__name__} lists IdempotencyMixin after {first.__name__}, whose dispatch() "
+            f"never reaches the mixin: put the mixin first, class {cls.__name__}"
+            f"(IdempotencyMixin, {first.__name__}, ...)."
+        )
+    options = ViewOptions(
+        scope=cls.idempotency_scope,  # type: ignore[attr-defined]
+        required=cls.idempotency_required,  # type: ignore[attr-defined]
+        ttl=cls.idempotency_ttl,  # type: ignore[attr-defined]
+        token=cls.idempotency_token,  # type: ignore[attr-defined]
+        wait=cls.idempotency_wait,  # type: ignore[attr-defined]
+        atomic=cls.idempotency_atomic,  # type: ignore[attr-defined]
+        sensitive=cls.idempotency_sensitive,  # type: ignore[attr-defined]
+        methods=(
+            UNSAFE_METHODS if cls.idempotency_methods is None else cls.idempotency_methods  # type: ignore[attr-defined]
+        ),
+    )
+    options.check(lambda name: f"{cls.__name__}.idempotency_{name}")
+    check_support(options, cls.__name__)
+    for name, handler in inspect.getmembers(cls, inspect.iscoroutinefunction):
+        if (
+            name in getattr(cls, "http_method_names", ())
+            or name in VIEWSET_ACTIONS
+            or hasattr(
+                handler,
+                "mapping",  # an @action
+            )
+        ):
+            raise TypeError(
+                f"{cls.__name__}.{name} is async, and IdempotencyMixin protects DRF's "
+                "synchronous handlers only: make it a plain def, or use @idempotent on an "
+                "async Django view."
+            )
+
+
+def check_support(options: ViewOptions, where: str) -> None:
+    """Options that need something not installed, or not built yet, fail loudly."""
+    from idempotency import crypto
+
+    if options.sensitive and not crypto.available():
+        raise TypeError(
+            f"{where} asks for sensitive responses, which are encrypted with the "
+            f"'cryptography' package: {crypto.INSTALL_HINT}."
+        )
+
+
+__all__ = ["IdempotencyMixin", "IdempotencyTokenView", "ProblemException", "OPTIONS_ATTRIBUTE"]

@@ -1,110 +1,213 @@
-"""The request's path through idempotency, in one place.
+"""The path of one protected call through idempotency, written once.
 
-    key -> scope -> fingerprint -> claim -> (view + complete) | release
-                                       \\-> replay | 422 | 409
+    claim -> (wait while a duplicate runs) -> run -> finish (store + commit)
+          \\-> replay | 422 | 409                  \\-> release (raised, rolled
+                                                       back, or not kept)
 
-The adapters (``decorators``, ``drf``) gather options and call ``run``; the
-engine raises ``Problem`` for every refusal and the adapters render it.
+A door (an HTTP view, sync or async; a function or task) builds the
+``Attempt`` (key, scope, fingerprint), hands the engine a ``Door`` that says
+what to keep of a result and how to replay a stored one, and drives
+``protect`` with ``drive`` or ``adrive``. ``protect`` is a generator: it
+yields the steps that do I/O (store calls, the call itself, a pause) and the
+driver performs them, in this thread or, for async views, with the store
+calls in a worker thread. So the rules exist once and the async path never
+touches the ORM from the event loop. The engine raises ``Problem``; the doors
+translate problems (a problem+json response, or an exception).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+import random
+import time
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, Protocol, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.dispatch import Signal
-from django.http import HttpRequest
-from django.http.response import HttpResponseBase
 
 from idempotency import signals
-from idempotency.conf import RequestFunction, as_timedelta, idempotency_settings
-from idempotency.fields import KEY_LENGTH
-from idempotency.fingerprint import compute_fingerprint
-from idempotency.keys import parse_key
+from idempotency.log import log
 from idempotency.problems import (
-    KeyMissing,
     KeyReused,
+    Misconfigured,
     RequestInProgress,
     RequestSuperseded,
     ResponseNotReplayable,
     StoreUnavailable,
 )
-from idempotency.responses import capture, is_released, replay
-from idempotency.scope import resolve_scope
 from idempotency.stores import (
     Attempt,
     Claim,
     ClaimOutcome,
     RecordStore,
     StoreContentionError,
+    StoredResponse,
+    StoreMisconfiguredError,
     StoreUnavailableError,
-    get_store,
 )
 
-logger = logging.getLogger("idempotency")
+Result = TypeVar("Result")
 
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Polling while a duplicate runs: the first pause, its growth, its cap.
+FIRST_PAUSE = 0.05
+PAUSE_GROWTH = 2.0
+LONGEST_PAUSE = 1.0
 
-CallView = Callable[[], HttpResponseBase]
+
+class Door(Protocol[Result]):
+    """What the engine needs from the door a call came through."""
+
+    def keep(self, result: Result) -> StoredResponse | None:
+        """What to store of ``result``, or ``None`` to release the key instead."""
+
+    def replay(self, stored: StoredResponse) -> Result:
+        """The result to give for a stored outcome (may raise a ``Problem``)."""
+
+    def signal_arguments(self) -> dict[str, Any]:
+        """Extra keyword arguments for the signals (``request=`` for views)."""
+
+
+# ----------------------------------------------------------------- steps
 
 
 @dataclass(frozen=True)
-class ViewOptions:
-    """Per-view overrides; ``None`` means "ask the settings now"."""
+class Blocking:
+    """Work that may touch the database: run in a thread under async."""
 
-    scope: str | RequestFunction | None = None
-    required: bool | None = None
-    ttl: timedelta | float | None = None
-    methods: frozenset[str] = UNSAFE_METHODS
+    function: Callable[..., Any]
+    args: tuple[Any, ...]
 
 
-class _Discard(Exception):
-    """Leaves the view's transaction with a rollback, carrying the response."""
-
-    def __init__(self, response: HttpResponseBase) -> None:
-        self.response = response
+@dataclass(frozen=True)
+class Run:
+    """Call the protected view or function."""
 
 
-def run(request: HttpRequest, call_view: CallView, options: ViewOptions) -> HttpResponseBase:
-    """Answer ``request``, running ``call_view`` at most once per scope and key.
-
-    ``request`` may be DRF's ``Request``; adapters call this after DRF has
-    authenticated it, so the scope is the authenticated caller's.
-    """
-    if (request.method or "").upper() not in options.methods:
-        return call_view()
-    raw_key = request.headers.get(idempotency_settings.HEADER)
-    if raw_key is None:
-        if _required(options):
-            raise KeyMissing(
-                f"This endpoint requires an {idempotency_settings.HEADER} header; "
-                "send a new unique value (a UUID) for each operation."
-            )
-        return call_view()
-    # A KEY_MAX_LENGTH above the column's length cannot be honoured: such keys
-    # are refused as too long rather than truncated.
-    key = parse_key(raw_key, min(idempotency_settings.KEY_MAX_LENGTH, KEY_LENGTH))
-    scope = resolve_scope(request, options.scope or idempotency_settings.SCOPE)
-    attempt = Attempt(
-        scope=scope,
-        key=key,
-        fingerprint=compute_fingerprint(request, idempotency_settings.FINGERPRINT),
-        method=request.method or "",
-        path=request.get_full_path(),
-        ttl=as_timedelta(options.ttl) if options.ttl is not None else idempotency_settings.TTL,
-        lock_for=idempotency_settings.LOCK_TIMEOUT,
-    )
-    store = get_store()
-    claim = _claim(store, attempt)
-    if claim.outcome is ClaimOutcome.ACQUIRED:
-        return _execute(store, claim, request, attempt, call_view)
-    return _answer(claim, request, attempt)
+@dataclass(frozen=True)
+class Pause:
+    seconds: float
 
 
-def _required(options: ViewOptions) -> bool:
-    return idempotency_settings.REQUIRED if options.required is None else options.required
+Step = Blocking | Run | Pause
+Steps = Generator[Step, Any, Result]
+
+
+def protect(
+    store: RecordStore, attempt: Attempt, door: Door[Result], wait: timedelta
+) -> Steps[Result]:
+    """The rules: run the call at most once per scope and key, or answer for it."""
+    claim: Claim = yield Blocking(_claim, (store, attempt))
+    deadline = time.monotonic() + wait.total_seconds()
+    pause = FIRST_PAUSE
+    while claim.outcome is ClaimOutcome.IN_PROGRESS and time.monotonic() < deadline:
+        # Polling, not waiting on a lock: nothing is held meanwhile, so
+        # PgBouncer's transaction pooling and Redis keep working. Full jitter
+        # spreads a crowd of duplicates.
+        yield Pause(min(random.uniform(0, pause), max(deadline - time.monotonic(), 0)))
+        pause = min(pause * PAUSE_GROWTH, LONGEST_PAUSE)
+        claim = yield Blocking(_claim, (store, attempt))
+    if claim.outcome is not ClaimOutcome.ACQUIRED:
+        answer: Result = yield Blocking(_answer, (claim, attempt, door))
+        return answer
+    try:
+        if claim.taken_over:
+            log(logging.WARNING, "Idempotency lock taken over", attempt)
+            yield Blocking(_notify, (signals.lock_taken_over, attempt, door))
+        result = yield Run()
+    except BaseException:  # the call's, or a cancellation (adrive) at any step from here
+        yield Blocking(_release, (store, claim, attempt, door))
+        raise
+    finished: Result = yield Blocking(_finish, (store, claim, attempt, door, result))
+    return finished
+
+
+def drive(steps: Steps[Result], call: Callable[[], Any]) -> Result:
+    """Perform ``steps`` in this thread."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        step, done = _advance(steps, value, error)
+        if step is None:
+            return done.value  # type: ignore[union-attr, no-any-return]
+        try:
+            value, error = _perform(step, call), None
+        except BaseException as raised:
+            value, error = None, raised
+
+
+async def adrive(steps: Steps[Result], call: Callable[[], Awaitable[Any]]) -> Result:
+    """Perform ``steps`` under asyncio: store work in the request's worker
+    thread (``thread_sensitive``, so every unit of one request shares one
+    connection and its transaction), the call and the pauses on the loop.
+
+    A cancellation (Django cancels the view of a client that disconnected)
+    that comes while a store unit runs is held until the unit ends, then
+    raised at the next step: what the unit did (a key claimed, a transaction
+    opened) is then undone by the release, as for any exception."""
+    value: Any = None
+    error: BaseException | None = None
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        step, done = _advance(steps, value, error)
+        if step is None:
+            if cancelled is not None:
+                raise cancelled
+            return done.value  # type: ignore[union-attr, no-any-return]
+        value, error = None, None
+        if cancelled is not None:
+            error, cancelled = cancelled, None
+            continue
+        try:
+            if isinstance(step, Blocking):
+                value, cancelled = await _unit(step)
+            elif isinstance(step, Run):
+                value = await call()
+            else:
+                await asyncio.sleep(step.seconds)
+        except BaseException as raised:
+            error = raised
+
+
+async def _unit(step: Blocking) -> tuple[Any, asyncio.CancelledError | None]:
+    """Run a store unit in the worker thread to its end, and say whether the
+    task was cancelled meanwhile. The thread cannot be stopped, so awaiting
+    it is the only way to know what it did."""
+    unit = asyncio.ensure_future(sync_to_async(step.function, thread_sensitive=True)(*step.args))
+    cancelled: asyncio.CancelledError | None = None
+    while not unit.done():
+        try:
+            await asyncio.wait({unit})  # cancelling wait() leaves the unit running
+        except asyncio.CancelledError as cancellation:
+            cancelled = cancellation
+    if cancelled is not None and unit.exception() is not None:
+        raise cancelled  # the unit failed: nothing to undo, the cancellation goes on
+    return unit.result(), cancelled
+
+
+def _advance(
+    steps: Steps[Any], value: Any, error: BaseException | None
+) -> tuple[Step | None, StopIteration | None]:
+    """The next step, or the StopIteration that carries the result."""
+    try:
+        return (steps.throw(error) if error is not None else steps.send(value)), None
+    except StopIteration as done:
+        return None, done
+
+
+def _perform(step: Step, call: Callable[[], Any]) -> Any:
+    if isinstance(step, Blocking):
+        return step.function(*step.args)
+    if isinstance(step, Run):
+        return call()
+    time.sleep(step.seconds)
+    return None
+
+
+# ------------------------------------------------------ blocking units
 
 
 def _claim(store: RecordStore, attempt: Attempt) -> Claim:
@@ -113,135 +216,101 @@ def _claim(store: RecordStore, attempt: Attempt) -> Claim:
     except StoreContentionError as error:
         # Deadlocks and lock timeouts on the claim come from duplicates of this
         # request racing for the same key; the answer to a duplicate is 409.
-        logger.info("Idempotency claim hit a lock conflict scope=%s key=%s: %s",
-                    attempt.scope, attempt.key, error)  # fmt: skip
+        log(logging.INFO, "Idempotency claim hit a lock conflict: %s", attempt, error)
         return Claim(ClaimOutcome.IN_PROGRESS)
     except StoreUnavailableError as error:
-        logger.error(
-            "Idempotency store unavailable; refusing scope=%s key=%s: %s",
-            attempt.scope, attempt.key, error,
-        )  # fmt: skip
-        raise StoreUnavailable(
-            "The idempotency record store cannot be reached; the request was not run. "
-            "Retry with the same key."
-        ) from error
+        log(logging.ERROR, "Idempotency store unavailable; refusing: %s", attempt, error)
+        raise StoreUnavailable() from error
+    except StoreMisconfiguredError as error:
+        log(logging.ERROR, "Idempotency store misconfigured: %s", attempt, error)
+        raise Misconfigured() from error
 
 
-def _answer(claim: Claim, request: HttpRequest, attempt: Attempt) -> HttpResponseBase:
-    """The answer for a key that this request did not acquire."""
+def _answer(claim: Claim, attempt: Attempt, door: Door[Result]) -> Result:
+    """The answer for a key that this call did not acquire."""
     if claim.outcome is ClaimOutcome.MISMATCH:
-        logger.info("Idempotency key reused with another request scope=%s key=%s",
-                    attempt.scope, attempt.key)  # fmt: skip
-        _notify(signals.key_reused, request, attempt)
-        raise KeyReused(
-            "This idempotency key was used for a request with a different method, "
-            "path or body; use a new key for a new operation."
-        )
+        log(logging.INFO, "Idempotency key reused with another request", attempt)
+        _notify(signals.key_reused, attempt, door)
+        raise KeyReused()
     if claim.outcome is ClaimOutcome.IN_PROGRESS:
-        logger.info("Idempotency key in progress scope=%s key=%s", attempt.scope, attempt.key)
-        _notify(signals.request_in_progress, request, attempt)
-        raise RequestInProgress(
-            "A request with this idempotency key is still being processed; "
-            "retry after the time in Retry-After."
-        )
+        log(logging.INFO, "Idempotency key in progress", attempt)
+        _notify(signals.request_in_progress, attempt, door)
+        problem = RequestInProgress()
+        problem.lock_remaining = claim.lock_remaining
+        raise problem
     stored = claim.response
     if stored is None or stored.body is None:
-        raise ResponseNotReplayable(
-            "The request with this idempotency key was executed, but its response "
-            "was streamed or too large to store, so it cannot be replayed."
-        )
-    logger.info("Idempotency replay scope=%s key=%s", attempt.scope, attempt.key)
-    _notify(signals.response_replayed, request, attempt, status=stored.status)
-    return replay(stored)
+        raise ResponseNotReplayable()
+    replayed = door.replay(stored)
+    log(logging.INFO, "Idempotency replay", attempt)
+    _notify(signals.response_replayed, attempt, door, status=stored.status)
+    return replayed
 
 
-def _execute(
-    store: RecordStore, claim: Claim, request: HttpRequest, attempt: Attempt, call_view: CallView
-) -> HttpResponseBase:
-    """Run the view; its writes and the stored response commit together."""
-    if claim.taken_over:
-        logger.warning("Idempotency lock taken over scope=%s key=%s", attempt.scope, attempt.key)
-        _notify(signals.lock_taken_over, request, attempt)
+def _finish(
+    store: RecordStore, claim: Claim, attempt: Attempt, door: Door[Result], result: Result
+) -> Result:
+    """Keep the outcome with the call's writes, or release the key."""
     try:
-        with store.transaction():
-            response = call_view()
-            if is_released(response.status_code, idempotency_settings.RELEASE_STATUSES):
-                raise _Discard(response)
-            stored = capture(
-                response,
-                idempotency_settings.REPLAY_HEADERS,
-                idempotency_settings.MAX_STORED_RESPONSE_BYTES,
-            )
-            if stored.body is None:
-                logger.warning(
-                    "Idempotency response not stored (streamed or larger than "
-                    "MAX_STORED_RESPONSE_BYTES); retries will get 410 scope=%s key=%s",
-                    attempt.scope, attempt.key,
-                )  # fmt: skip
-            if not store.complete(claim, stored):
-                raise RequestSuperseded(
-                    "This request's lock expired and another request with the same "
-                    "idempotency key took over; this one was rolled back."
-                )
-            store.on_commit(
-                lambda: _notify(
-                    signals.response_stored,
-                    request,
-                    attempt,
-                    status=stored.status,
-                    replayable=stored.body is not None,
-                )  # fmt: skip
-            )
-    except _Discard as discard:
-        _release(store, claim, request, attempt)
-        return discard.response
-    except RequestSuperseded:
-        logger.warning("Idempotency lock lost, rolled back scope=%s key=%s",
-                       attempt.scope, attempt.key)  # fmt: skip
-        raise
+        stored = None if store.rollback_requested(claim) else door.keep(result)
+        if stored is None:
+            _release(store, claim, attempt, door)
+            return result
+        if stored.body is None:
+            log(logging.WARNING, "Idempotency response not stored (streamed or larger than "
+                "MAX_STORED_RESPONSE_BYTES); retries will get 410", attempt)  # fmt: skip
+        kept = store.finish(
+            claim,
+            stored,
+            lambda: _notify(
+                signals.response_stored,
+                attempt,
+                door,
+                status=stored.status,
+                replayable=stored.body is not None,
+            ),  # fmt: skip
+        )
     except StoreContentionError as error:
-        _release(store, claim, request, attempt)
-        raise RequestInProgress(
-            "A concurrent request with this idempotency key held a lock this one "
-            "needed; it was rolled back. Retry with the same key."
-        ) from error
+        _release(store, claim, attempt, door)
+        raise RequestInProgress(RequestInProgress.contended) from error
     except StoreUnavailableError as error:
-        _release(store, claim, request, attempt)
-        raise StoreUnavailable(
-            "The idempotency record store failed while storing the response; the "
-            "request was rolled back. Retry with the same key."
-        ) from error
+        _release(store, claim, attempt, door)
+        raise StoreUnavailable(StoreUnavailable.while_storing) from error
     except BaseException:
-        _release(store, claim, request, attempt)
+        _release(store, claim, attempt, door)
         raise
-    return response
+    if not kept:
+        log(logging.WARNING, "Idempotency lock lost, rolled back", attempt)
+        raise RequestSuperseded()
+    return result
 
 
-def _release(store: RecordStore, claim: Claim, request: HttpRequest, attempt: Attempt) -> None:
+def _release(store: RecordStore, claim: Claim, attempt: Attempt, door: Door[Any]) -> None:
     # Best effort: if the store is down too, the lock expires after
     # LOCK_TIMEOUT and a retry takes the record over.
     try:
         released = store.release(claim)
     except (StoreUnavailableError, StoreContentionError) as error:
-        logger.error("Idempotency release failed scope=%s key=%s: %s",
-                     attempt.scope, attempt.key, error)  # fmt: skip
+        log(logging.ERROR, "Idempotency release failed: %s", attempt, error)
         return
     if released:
-        logger.info("Idempotency record released scope=%s key=%s", attempt.scope, attempt.key)
-        _notify(signals.record_released, request, attempt)
+        log(logging.INFO, "Idempotency record released", attempt)
+        _notify(signals.record_released, attempt, door)
 
 
-def _notify(signal: Signal, request: HttpRequest, attempt: Attempt, **extra: object) -> None:
+def _notify(signal: Signal, attempt: Attempt, door: Door[Any], **extra: object) -> None:
     # Imported here: ``idempotency.idempotent`` must be importable before the
     # app registry is ready (decorators run at URLconf import time).
     from idempotency.models import IdempotencyRecord
 
     results = signal.send_robust(
-        sender=IdempotencyRecord, request=request, scope=attempt.scope, key=attempt.key, **extra
+        sender=IdempotencyRecord,
+        scope=attempt.scope,
+        key=attempt.key,
+        **door.signal_arguments(),
+        **extra,
     )
     for receiver, result in results:
         if isinstance(result, Exception):
-            logger.error(
-                "Idempotency signal receiver %r failed scope=%s key=%s",
-                receiver, attempt.scope, attempt.key, exc_info=result,
-            )  # fmt: skip
+            log(logging.ERROR, "Idempotency signal receiver %r failed", attempt, receiver,
+                exc_info=result)  # fmt: skip

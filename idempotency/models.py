@@ -4,6 +4,8 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from idempotency.fields import KEY_LENGTH, SCOPE_LENGTH, ExactCharField
+from idempotency.indexes import PrefixSearchIndex
+from idempotency.keys import shown
 
 
 class Status(models.TextChoices):
@@ -28,6 +30,9 @@ class IdempotencyRecord(models.Model):
     response_headers = models.JSONField(default=dict, blank=True)
     # NULL on a completed record: the response was passed through, not kept.
     response_body = models.BinaryField(null=True, blank=True)
+    # The response (headers and body) is encrypted under a key derived from the
+    # idempotency key: only a retry that presents the key can read it.
+    sensitive = models.BooleanField(default=False, db_default=False)
     version = models.PositiveIntegerField(default=1)
     locked_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
@@ -41,7 +46,18 @@ class IdempotencyRecord(models.Model):
         ]
         indexes = [
             models.Index(fields=["expires_at"], name="idempotency_expires_at_idx"),
+            # For the admin's search by key and by path prefix. Neither column
+            # changes when a request completes: an index on a column that the
+            # completion UPDATE writes (status, response_*, version,
+            # locked_until) would cost that UPDATE its HOT eligibility on
+            # PostgreSQL (docs/admin.md, Performance).
+            models.Index(fields=["key"], name="idempotency_key_idx"),
+            PrefixSearchIndex(fields=["path"], name="idempotency_path_idx"),
+        ]
+        permissions = [
+            ("view_response_body", _("Can view stored response bodies")),
         ]
 
     def __str__(self) -> str:
-        return f"{self.scope} {self.key}"
+        # The key is a bearer secret: only the start of its digest, as logs show it.
+        return f"{self.scope} {shown(self.key)}"

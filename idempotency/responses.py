@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from django.http import HttpResponse
+from django.http import BadHeaderError, HttpResponse
 from django.http.response import HttpResponseBase
 from django.template.response import SimpleTemplateResponse
 
@@ -12,11 +12,12 @@ from idempotency.stores import StoredResponse
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
-# Contract section 3, "Replayed headers". Lower case: header names compare
-# case-insensitively.
+# Contract section 3, "Replayed headers": the headers that say how to read the
+# body travel with it. Lower case: header names compare case-insensitively.
 REPLAYABLE_HEADERS = frozenset(
     {
         "content-type",
+        "content-encoding",
         "location",
         "content-language",
         "content-disposition",
@@ -25,15 +26,20 @@ REPLAYABLE_HEADERS = frozenset(
         "link",
     }
 )
-# Credentials are never written to the store, whatever REPLAY_HEADERS says.
+# Credentials are never written to the store, whatever REPLAY_HEADERS says:
+# a replay must not hand one client's credentials or session to another.
 NEVER_STORED_HEADERS = frozenset(
     {
         "set-cookie",
+        "cookie",
         "authorization",
         "proxy-authorization",
         "www-authenticate",
         "proxy-authenticate",
-        "cookie",
+        "authentication-info",
+        "proxy-authentication-info",
+        "x-api-key",
+        "x-csrftoken",
     }
 )
 
@@ -68,10 +74,30 @@ def replay(stored: StoredResponse) -> HttpResponse:
     return response
 
 
+def content_type(stored: StoredResponse) -> str:
+    return next((v for k, v in stored.headers.items() if k.lower() == "content-type"), "")
+
+
 def _replayable_headers(response: HttpResponseBase, extra: Iterable[str]) -> dict[str, str]:
     allowed = REPLAYABLE_HEADERS | {name.lower() for name in extra}
     return {
         name: value
         for name, value in response.items()
-        if name.lower() in allowed and name.lower() not in NEVER_STORED_HEADERS
+        if name.lower() in allowed
+        and name.lower() not in NEVER_STORED_HEADERS
+        and _settable(name, value)
     }
+
+
+def _settable(name: str, value: str) -> bool:
+    """Whether the replay can set this value again.
+
+    Django MIME-encodes a value that is not latin-1, and for some characters
+    (U+2028) the encoding folds onto a second line, which it then refuses to
+    set: stored, such a header would make every replay a 500 for the TTL.
+    """
+    try:
+        HttpResponse()[name] = value
+    except BadHeaderError:
+        return False
+    return True

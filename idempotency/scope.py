@@ -1,33 +1,119 @@
-"""Scopes: whose keys are whose, so no caller ever sees another's response."""
+"""Scopes and principals: whose keys are whose, so no caller ever sees another's response.
+
+The principal is who made the request, as Django or DRF identified them; the
+scope is the set of records a key is looked up in. By default they are the
+same. A custom ``SCOPE`` (a tenant, say) widens the scope, and the record
+still remembers its principal: the engine folds it into the fingerprint, so
+another member of the scope presenting the key gets 422, never the replay.
+"""
 
 from __future__ import annotations
 
-from django.core.exceptions import ImproperlyConfigured
+import hashlib
+
+from django.contrib.auth import get_user_model
+from django.db import models
 from django.http import HttpRequest
 
-from idempotency.conf import RequestFunction, as_callable
+from idempotency.conf import idempotency_settings
 from idempotency.fields import SCOPE_LENGTH
+from idempotency.problems import AnonymousRefused
 
 ANONYMOUS_SCOPE = "anonymous"
+_SALT = b"django-idempotency.principal"
 
 
-def user_scope(request: HttpRequest) -> str:
-    """The default ``SCOPE``: ``user:<pk>``, or ``anonymous``.
+class UnknownPrincipal(Exception):
+    """The caller is authenticated by something the default scope cannot name."""
 
-    On a DRF request ``request.user`` is the user DRF authenticated (token,
-    session, ...), because the adapters run after DRF's authentication.
+
+def default_scope(request: HttpRequest) -> str:
+    """The default ``SCOPE``: the principal, else what ``ANONYMOUS`` says.
+
+    - ``user:<pk>`` for the project's user model;
+    - ``<app_label>.<model>:<pk>`` for any other principal model (a service
+      account, a device) as ``request.user``; as DRF's ``request.auth`` (a
+      credential, whose pk may be the secret itself) ``<app_label>.<model>:<digest>``;
+    - ``credential:<digest>`` for a DRF credential that is a bare string (an
+      API key, a token), never the credential itself;
+    - for a caller with no principal: ``anonymous`` (``ANONYMOUS = "share"``),
+      ``session:<digest>`` (``"session"``), or ``400 anonymous-refused``.
+    """
+    return principal(request) or anonymous_scope(request)
+
+
+def principal(request: HttpRequest) -> str | None:
+    """Who made the request, or ``None`` for a caller with no principal.
+
+    On a DRF request ``request.user`` and ``request.auth`` are what DRF's
+    authentication found, because the doors run after it.
     """
     user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        return f"user:{user.pk}"
-    return ANONYMOUS_SCOPE
+    if user is not None and getattr(user, "is_authenticated", False) is True:
+        return _name(user)
+    credential = getattr(request, "auth", None)
+    if credential is not None:
+        return _name(credential, secret=True)
+    return None
 
 
-def resolve_scope(request: HttpRequest, function: str | RequestFunction) -> str:
-    scope = as_callable(function)(request)
-    if not isinstance(scope, str) or not scope or len(scope) > SCOPE_LENGTH:
-        raise ImproperlyConfigured(
-            f"The idempotency scope function returned {scope!r}; it must return a "
-            f"non-empty str of at most {SCOPE_LENGTH} characters."
-        )
-    return scope
+def anonymous_scope(request: HttpRequest) -> str:
+    policy = idempotency_settings.ANONYMOUS
+    if policy == "session":
+        session = getattr(request, "session", None)
+        session_key = getattr(session, "session_key", None)
+        if session_key:
+            return f"session:{_secret_digest(session_key)}"
+    elif policy == "share":
+        return ANONYMOUS_SCOPE
+    raise AnonymousRefused()
+
+
+def scope_problem(scope: object) -> str | None:
+    """Why ``scope`` cannot be used as a scope, or ``None``."""
+    if not isinstance(scope, str) or not scope:
+        return f"returned {scope!r}; it must return a non-empty str"
+    if len(scope) > SCOPE_LENGTH:
+        return f"returned a scope of {len(scope)} characters; at most {SCOPE_LENGTH} fit the column"
+    if not scope.isprintable():
+        # Control characters would forge log fields, and PostgreSQL refuses NUL.
+        return f"returned {scope!r}, which holds control characters"
+    return None
+
+
+def _name(who: object, secret: bool = False) -> str:
+    """The principal's name. A ``secret`` one (DRF's ``request.auth``) may be
+    keyed by the credential itself (DRF's own ``Token`` is): its pk is digested."""
+    if isinstance(who, models.Model):
+        if who.pk is None:
+            raise UnknownPrincipal(f"the principal {type(who).__name__} has no primary key")
+        # A proxy of the user model is a user.
+        meta = (who._meta.concrete_model or type(who))._meta
+        user_model = get_user_model()
+        if meta.label_lower == (user_model._meta.concrete_model or user_model)._meta.label_lower:
+            return f"user:{who.pk}"
+        pk = _secret_digest(str(who.pk)) if secret else who.pk
+        return f"{meta.label_lower}:{pk}"
+    if isinstance(who, str | bytes):
+        return f"credential:{_secret_digest(who)}"
+    pk = getattr(who, "pk", None)
+    if isinstance(pk, int | str) and not isinstance(pk, bool) and str(pk):
+        # A principal that is not a model, such as simplejwt's TokenUser.
+        kind = type(who)
+        # The class path in lower case, as model labels are; the pk exactly.
+        pk = _secret_digest(str(pk)) if secret else pk
+        return f"{kind.__module__}.{kind.__qualname__}".lower() + f":{pk}"
+    raise UnknownPrincipal(
+        f"the principal is a {type(who).__module__}.{type(who).__qualname__}, which has no pk"
+    )
+
+
+def _secret_digest(value: str | bytes) -> str:
+    """A stable name for a secret (a credential, a session key) that does not reveal it.
+
+    Unkeyed, unlike key digests: a scope must not change when SECRET_KEY is
+    rotated, and credentials and session keys are random enough that their
+    hash cannot be reversed.
+    """
+    raw = value if isinstance(value, bytes) else value.encode()
+    return hashlib.sha256(_SALT + raw).hexdigest()[:32]

@@ -1,10 +1,11 @@
-"""A real gunicorn server on the test database, for tests/concurrency and
-tests/reliability.
+"""Real servers on the test database: gunicorn for tests/concurrency and
+tests/reliability, uvicorn for tests/uvicorn.
 
 ``gunicorn_server`` starts ``tests.wsgi`` with sync workers on a free
 127.0.0.1 port, pointed at the database pytest-django created, and stops the
 master and every worker it saw by PID. The module-scoped ``server`` fixture is
-the one tests/concurrency/test_processes.py uses.
+the one tests/concurrency/test_processes.py uses. ``uvicorn_server`` starts
+``tests.asgi`` the same way, in one process.
 """
 
 from __future__ import annotations
@@ -115,6 +116,36 @@ def stop(process: subprocess.Popen[bytes], workers: set[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def server_environment(
+    pid_dir: Path, lock_timeout: float, env: Mapping[str, str] | None
+) -> dict[str, str]:
+    """The environment of a server process: the test settings, on the test
+    database pytest-django created; ``env`` adds to (or overrides) it."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "IDEMPOTENCY_TEST_DB": os.environ["IDEMPOTENCY_TEST_DB"],
+        "IDEMPOTENCY_TEST_DB_NAME": connections["default"].settings_dict["NAME"],
+        "IDEMPOTENCY_TEST_LOCK_TIMEOUT": str(lock_timeout),
+        "IDEMPOTENCY_TEST_PID_DIR": str(pid_dir),
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+
+
+def wait_for_answers(server: Server, what: str) -> None:
+    """Until the server answers a plain GET (its process still alive)."""
+
+    def answers() -> bool:
+        assert server.process.poll() is None, server.log.read_text()
+        try:
+            return server.request("GET", "/process/").status == 200
+        except OSError:
+            return False
+
+    wait_until(answers, 30, what, server)
+
+
 @contextlib.contextmanager
 def gunicorn_server(
     tmp: Path,
@@ -128,16 +159,6 @@ def gunicorn_server(
     pid_dir = tmp / "pids"
     pid_dir.mkdir(exist_ok=True)
     port = free_port()
-    full_env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "IDEMPOTENCY_TEST_DB": os.environ["IDEMPOTENCY_TEST_DB"],
-        "IDEMPOTENCY_TEST_DB_NAME": connections["default"].settings_dict["NAME"],
-        "IDEMPOTENCY_TEST_LOCK_TIMEOUT": str(lock_timeout),
-        "IDEMPOTENCY_TEST_PID_DIR": str(pid_dir),
-        "PYTHONUNBUFFERED": "1",
-        **(env or {}),
-    }
     log = tmp / "gunicorn.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -146,20 +167,13 @@ def gunicorn_server(
                 "-w", str(workers), "-b", f"127.0.0.1:{port}",
                 "--timeout", "30", "--graceful-timeout", "5", *NO_CONTROL_SOCKET,
             ],
-            cwd=PROJECT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=PROJECT, env=server_environment(pid_dir, lock_timeout, env), stdout=out,
+            stderr=subprocess.STDOUT,
         )  # fmt: skip
     server = Server(process, port, pid_dir, log)
     seen: set[int] = set()
     try:
-
-        def answers() -> bool:
-            assert process.poll() is None, log.read_text()
-            try:
-                return server.request("GET", "/process/").status == 200
-            except OSError:
-                return False
-
-        wait_until(answers, 30, "gunicorn answers", server)
+        wait_for_answers(server, "gunicorn answers")
         seen = wait_until(
             lambda: len(server.workers()) == workers and server.workers(),
             30, f"{workers} gunicorn workers", server,
@@ -168,6 +182,38 @@ def gunicorn_server(
         seen |= server.workers()
     finally:
         stop(process, seen)
+
+
+@contextlib.contextmanager
+def uvicorn_server(
+    tmp: Path,
+    *,
+    lock_timeout: float = LOCK_TIMEOUT,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Server]:
+    """uvicorn (one process, one event loop) serving ``tests.asgi``, on the
+    test database pytest-django created. Its log (``server.log``) holds
+    uvicorn's output and every traceback Django logged."""
+    pid_dir = tmp / "pids"
+    pid_dir.mkdir(exist_ok=True)
+    port = free_port()
+    log = tmp / "uvicorn.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn", "tests.asgi:application",
+                "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+                "--timeout-graceful-shutdown", "5",
+            ],
+            cwd=PROJECT, env=server_environment(pid_dir, lock_timeout, env), stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    server = Server(process, port, pid_dir, log)
+    try:
+        wait_for_answers(server, "uvicorn answers")
+        yield server
+    finally:
+        stop(process, server.workers())
 
 
 @pytest.fixture(scope="module")

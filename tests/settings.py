@@ -5,6 +5,7 @@ IDEMPOTENCY_TEST_DB=sqlite (default) | postgresql | mariadb
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 SECRET_KEY = "tests-only"
@@ -56,7 +57,22 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    # tests/test_openapi.py. Set here, not overridden there: @api_view reads it
+    # when the test app's views are decorated.
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+
+# Django tasks (tests/tasks/test_django_tasks.py): the immediate backend, and
+# the database backend of django-tasks-db, whose db_worker the tests start,
+# when that package is installed.
+if importlib.util.find_spec("django_tasks_db") is not None:
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS = {
+        "default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"
+                    if importlib.util.find_spec("django.tasks") is not None
+                    else "django_tasks.backends.immediate.ImmediateBackend"},
+        "database": {"BACKEND": "django_tasks_db.DatabaseBackend"},
+    }  # fmt: skip
 
 TEST_DB = os.environ.get("IDEMPOTENCY_TEST_DB", "sqlite")
 # The gunicorn processes of the concurrency tests are pointed at the test
@@ -104,6 +120,16 @@ elif TEST_DB == "mariadb":
 else:
     raise RuntimeError(f"IDEMPOTENCY_TEST_DB={TEST_DB!r}: use sqlite, postgresql or mariadb.")
 
+# A second database of the same kind (tests/test_databases.py): records kept
+# apart from the views' writes, and a replica behind a router.
+DATABASES["other"] = {
+    **DATABASES["default"],
+    "NAME": DATABASES["default"]["NAME"] + ("_other.sqlite3" if TEST_DB == "sqlite" else ""),
+    "TEST": {**DATABASES["default"].get("TEST", {}), "NAME": TEST_DB_NAME + "_other"}
+    if TEST_DB != "sqlite"
+    else {},
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -114,4 +140,17 @@ LOGGING = {
 # The gunicorn server of tests/concurrency/test_processes.py takes over a
 # killed worker's lock after this many seconds instead of the default 60.
 if os.environ.get("IDEMPOTENCY_TEST_LOCK_TIMEOUT"):
-    IDEMPOTENCY = {"LOCK_TIMEOUT": float(os.environ["IDEMPOTENCY_TEST_LOCK_TIMEOUT"])}
+    IDEMPOTENCY: dict[str, object] = {
+        "LOCK_TIMEOUT": float(os.environ["IDEMPOTENCY_TEST_LOCK_TIMEOUT"])
+    }
+
+# The gunicorn servers of tests/stores keep their records in the Redis (and
+# under the prefix) the test chose.
+if os.environ.get("IDEMPOTENCY_TEST_SERVER_REDIS_URL"):
+    IDEMPOTENCY = {  # noqa: F811 - adds to the LOCK_TIMEOUT above
+        **globals().get("IDEMPOTENCY", {}),
+        "STORE": "redis",
+        "REDIS_URL": os.environ["IDEMPOTENCY_TEST_SERVER_REDIS_URL"],
+        "REDIS_PREFIX": os.environ["IDEMPOTENCY_TEST_SERVER_REDIS_PREFIX"],
+        "REDIS_CLUSTER": os.environ.get("IDEMPOTENCY_TEST_SERVER_REDIS_CLUSTER") == "1",
+    }

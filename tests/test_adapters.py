@@ -230,15 +230,6 @@ def test_idempotent_on_an_api_view_class_view_raises_type_error() -> None:
         idempotent(APIView.as_view())
 
 
-def test_idempotent_on_an_async_view_raises_type_error() -> None:
-    async def pay(request: Any) -> Any: ...
-
-    with pytest.raises(TypeError, match="async"):
-        idempotent(pay)
-    with pytest.raises(TypeError, match="async"):
-        idempotent(ttl=60)(pay)
-
-
 def test_idempotent_with_a_positional_option_raises_type_error() -> None:
     with pytest.raises(TypeError, match=r"@idempotent\(ttl=3600\)"):
         idempotent(3600)  # type: ignore[call-overload]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import sys
 from datetime import timedelta
 from io import StringIO
 
@@ -11,8 +13,16 @@ from django.core.checks.registry import registry
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from idempotency.checks import CHECKS, LEDGER
+from idempotency.checks import CHECKS, LEDGER, RETIRED
+from idempotency.checks.rules import RULES
 from idempotency.conf import DEFAULTS
+from idempotency.options import ViewOptions
+from tests.redis_servers import redis_server
+from tests.servers import free_port
+
+# Overriding DATABASES is how a project adds an alias; Django warns that its
+# connections do not follow, which is why these checks read the settings.
+pytestmark = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 
 
 class ExplodingDict(dict):
@@ -52,6 +62,27 @@ class Hostile:
 class HostileList(list):
     def __iter__(self):
         raise RuntimeError("iter exploded")
+
+
+def scope_of_request_and_view(request, view):
+    return "tenant"
+
+
+class CallableScope:
+    def __call__(self, request):
+        return "tenant"
+
+
+def with_database(settings, alias, engine, **entry):
+    """Add a database alias (never connected to) and point DATABASE at it."""
+    settings.DATABASES = {**settings.DATABASES, alias: {"ENGINE": engine, "NAME": alias, **entry}}
+    settings.IDEMPOTENCY = {**getattr(settings, "IDEMPOTENCY", {}), "DATABASE": alias}
+
+
+def without_redis(monkeypatch):
+    # None in sys.modules makes `import redis` raise ImportError, as it does
+    # where the package is not installed.
+    monkeypatch.setitem(sys.modules, "redis", None)
 
 
 def idempotency_messages():
@@ -95,27 +126,98 @@ BAD = {
         "'idempotency.conf.DEFAULTS'",
     ),
     "idempotency.E017": ({"IDEMPOTENCY": {"REPLAY_HEADERS": HostileList(["X"])}}, "iter exploded"),
+    "idempotency.E018": ({"IDEMPOTENCY": {"HEADER": "Authorization"}}, "'Authorization'"),
+    "idempotency.E019": (
+        {"IDEMPOTENCY": {"SCOPE": "tests.test_checks.scope_of_request_and_view"}},
+        "'tests.test_checks.scope_of_request_and_view'",
+    ),
+    "idempotency.E020": ({"IDEMPOTENCY": {"ANONYMOUS": "shared"}}, "'shared'"),
+    "idempotency.E021": ({"IDEMPOTENCY": {"IN_PROGRESS_WAIT": "5"}}, "'5'"),
+    "idempotency.E022": ({"IDEMPOTENCY": {"IN_PROGRESS_WAIT": 601}}, "601"),
+    "idempotency.E023": ({"IDEMPOTENCY": {"STORE": "memcached"}}, "'memcached'"),
+    "idempotency.E024": (
+        {"IDEMPOTENCY": {"REDIS_URL": "http://localhost:6379"}},
+        "'http://localhost:6379'",
+    ),
+    "idempotency.E025": ({"IDEMPOTENCY": {"REDIS_CLUSTER": "yes"}}, "'yes'"),
+    "idempotency.E026": ({"IDEMPOTENCY": {"REDIS_PREFIX": "idem potency:"}}, "'idem potency:'"),
+    "idempotency.E027": ({"IDEMPOTENCY": {"STORE": "redis"}}, "'redis'"),
+    "idempotency.E028": (
+        {"IDEMPOTENCY": {"STORE": "redis", "REDIS_URL": "redis://localhost:6379/0"}},
+        "'django-idempotency[redis]'",
+    ),
+    "idempotency.E029": ({}, "'django.db.backends.dummy'"),
+    # A URLconf with a view whose scope= does not import.
+    "idempotency.E030": ({"ROOT_URLCONF": "tests.testapp.urls_bad_scope"}, "'no.such.path'"),
     "idempotency.W001": ({"IDEMPOTENCY": {"TTL": 30, "LOCK_TIMEOUT": 60}}, "60"),
-    "idempotency.W002": ({"IDEMPOTENCY": {"KEY_MAX_LENGTH": 300}}, "300"),
     "idempotency.W003": ({"CORS_ALLOW_HEADERS": ("content-type",)}, "('content-type',)"),
     "idempotency.W004": ({"CORS_EXPOSE_HEADERS": ["X-Cost"]}, "['X-Cost']"),
     "idempotency.W005": ({"IDEMPOTENCY": {"REPLAY_HEADERS": ["set-cookie"]}}, "'set-cookie'"),
     "idempotency.W006": ({"IDEMPOTENCY": {"HEADER": "Idempotency_Key"}}, "'Idempotency_Key'"),
+    "idempotency.W007": ({"USE_TZ": False, "TIME_ZONE": "Europe/Paris"}, "False"),
+    # REDIS_URL: a redis-server of the test's own (evicting_redis).
+    "idempotency.W008": ({"IDEMPOTENCY": {"STORE": "redis"}}, "'allkeys-lru'"),
+    "idempotency.W009": ({}, "task_time_limit (300 seconds)"),
+    "idempotency.W010": ({"IDEMPOTENCY": {"RELEASE_STATUSES": (200, 201, 429)}}, "200, 201"),
 }
-CORS_IDS = {"idempotency.W003", "idempotency.W004"}
+
+
+@pytest.fixture(scope="module")
+def evicting_redis():
+    with redis_server("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru") as server:
+        yield server
+
+
+def apply_bad(settings, monkeypatch, check_id, request):
+    overrides, _ = BAD[check_id]
+    if check_id in {"idempotency.W003", "idempotency.W004"}:
+        with_corsheaders(settings)
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    if check_id == "idempotency.E028":
+        without_redis(monkeypatch)
+    if check_id == "idempotency.E029":
+        with_database(settings, "legacy", "django.db.backends.dummy")
+    if check_id == "idempotency.W007":
+        with_database(settings, "records", "django.db.backends.sqlite3")
+    if check_id == "idempotency.W008":
+        url = request.getfixturevalue("evicting_redis").url
+        settings.IDEMPOTENCY = {**settings.IDEMPOTENCY, "REDIS_URL": url}
+    if check_id == "idempotency.W009":
+        with_celery_app(monkeypatch, task_time_limit=300)
+
 
 GOOD = {
     "HEADER": ["X-Idempotency-Key", "idempotency-key"],
     "REQUIRED": [True, False],
     "TTL": [3600, 86400.5, timedelta(days=7)],
     "LOCK_TIMEOUT": [1, 0.25, timedelta(seconds=1)],
-    "KEY_MAX_LENGTH": [1, 64, 255],
-    "SCOPE": ["idempotency.scope.user_scope", lambda request: "tenant"],
+    "KEY_MAX_LENGTH": [1, 64, 255, 256, 10_000],
+    "SCOPE": [
+        "idempotency.scope.default_scope",
+        lambda request: "tenant",
+        lambda request, view=None: "tenant",
+        lambda *args: "tenant",
+        CallableScope(),
+        functools.partial(scope_of_request_and_view, view=None),
+    ],
     "REPLAY_HEADERS": [(), ["X-Request-Cost"], ("Cache-Control", "X-Cost")],
     "RELEASE_STATUSES": [(), [408, 423], frozenset({100, 599})],
     "FINGERPRINT": ["idempotency.fingerprint.request_fingerprint", lambda request: "f"],
     "MAX_STORED_RESPONSE_BYTES": [0, 1024],
     "DATABASE": ["default"],
+    "ANONYMOUS": ["share", "session", "refuse"],
+    "IN_PROGRESS_WAIT": [0, 0.5, 30, 600, timedelta(0), timedelta(minutes=10)],
+    "STORE": ["database"],
+    "REDIS_URL": [
+        None,
+        "redis://localhost:6379/0",
+        "rediss://:secret@cache.example.com:6380/1",
+        "redis://[::1]:6379",
+        "unix:///run/redis/redis.sock",
+    ],
+    "REDIS_CLUSTER": [True, False],
+    "REDIS_PREFIX": ["idempotency:", "shop:idem:", "{idempotency}:", "é:"],
 }
 
 HOSTILE = [
@@ -147,13 +249,20 @@ def test_every_ledger_id_has_a_bad_value_here():
     assert set(BAD) == set(LEDGER)
 
 
+def test_every_setting_has_a_rule_and_every_rule_an_id_in_the_ledger():
+    assert {name for row in RULES for name in row.settings} == set(DEFAULTS)
+    assert {outcome.id for row in RULES for outcome in row.outcomes.values()} <= set(LEDGER)
+
+
+def test_retired_ids_are_not_in_the_ledger():
+    assert "idempotency.W002" in RETIRED
+    assert not RETIRED & set(LEDGER)
+
+
 @pytest.mark.parametrize("check_id", sorted(BAD))
-def test_bad_value_is_reported_with_its_value_and_a_hint(settings, check_id):
-    overrides, quoted = BAD[check_id]
-    if check_id in CORS_IDS:
-        with_corsheaders(settings)
-    for name, value in overrides.items():
-        setattr(settings, name, value)
+def test_bad_value_is_reported_with_its_value_and_a_hint(settings, monkeypatch, check_id, request):
+    _, quoted = BAD[check_id]
+    apply_bad(settings, monkeypatch, check_id, request)
 
     message = only(idempotency_messages(), check_id)
 
@@ -164,12 +273,8 @@ def test_bad_value_is_reported_with_its_value_and_a_hint(settings, check_id):
 
 
 @pytest.mark.parametrize("check_id", sorted(BAD))
-def test_e_ids_are_errors_and_w_ids_are_warnings(settings, check_id):
-    overrides, _ = BAD[check_id]
-    if check_id in CORS_IDS:
-        with_corsheaders(settings)
-    for name, value in overrides.items():
-        setattr(settings, name, value)
+def test_e_ids_are_errors_and_w_ids_are_warnings(settings, monkeypatch, check_id, request):
+    apply_bad(settings, monkeypatch, check_id, request)
 
     message = only(idempotency_messages(), check_id)
 
@@ -290,10 +395,10 @@ def test_lock_timeout_longer_than_default_ttl_is_w001(settings):
     assert [m.id for m in idempotency_messages()] == ["idempotency.W001"]
 
 
-def test_key_max_length_hint_says_longer_keys_are_refused(settings):
+def test_key_max_length_longer_than_the_old_key_column_is_silent(settings):
+    # W002 is retired: keys are stored as 64-character digests, whatever their length.
     settings.IDEMPOTENCY = {"KEY_MAX_LENGTH": 1000}
-    message = only(idempotency_messages(), "idempotency.W002")
-    assert "refused" in message.hint and "255" in message.hint
+    assert idempotency_messages() == []
 
 
 @pytest.mark.parametrize("value", [True, 2.5, "64", -3], ids=str)
@@ -322,13 +427,14 @@ def test_replay_headers_that_are_not_header_names_are_e009(settings, value):
     assert [m.id for m in idempotency_messages()] == ["idempotency.E009"]
 
 
-def test_every_credential_header_in_replay_headers_is_reported(settings):
+def test_every_credential_header_in_replay_headers_is_named_in_one_warning(settings):
     settings.IDEMPOTENCY = {"REPLAY_HEADERS": ("X-Cost", "Authorization", "SET-COOKIE")}
 
     messages = idempotency_messages()
 
-    assert [m.id for m in messages] == ["idempotency.W005", "idempotency.W005"]
-    assert "'Authorization'" in messages[0].msg
+    assert [m.id for m in messages] == ["idempotency.W005"]
+    assert "'Authorization', 'SET-COOKIE'" in messages[0].msg
+    assert "'X-Cost'" not in messages[0].msg
     assert "no effect" in messages[0].hint
 
 
@@ -423,19 +529,19 @@ def test_manage_py_check_fails_on_an_error(settings):
 
 
 def test_manage_py_check_prints_a_warning_and_succeeds(settings):
-    settings.IDEMPOTENCY = {"KEY_MAX_LENGTH": 512}
+    settings.IDEMPOTENCY = {"HEADER": "Idempotency_Key"}
     out, err = StringIO(), StringIO()
 
     call_command("check", stdout=out, stderr=err)
 
-    assert "idempotency.W002" in err.getvalue()
+    assert "idempotency.W006" in err.getvalue()
     assert "HINT:" in err.getvalue()
 
 
 def test_manage_py_check_fail_level_warning_fails_on_a_warning(settings):
-    settings.IDEMPOTENCY = {"KEY_MAX_LENGTH": 512}
+    settings.IDEMPOTENCY = {"HEADER": "Idempotency_Key"}
 
-    with pytest.raises(SystemCheckError, match="idempotency.W002"):
+    with pytest.raises(SystemCheckError, match="idempotency.W006"):
         call_command("check", fail_level="WARNING")
 
 
@@ -446,3 +552,345 @@ def test_manage_py_check_is_clean_with_the_default_settings(settings):
     call_command("check", fail_level="WARNING", stdout=out)
 
     assert "no issues" in out.getvalue()
+
+
+# HEADER naming a credential (E018)
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Authorization", "authorization", "COOKIE", "Proxy-Authorization", "X-Api-Key",
+     "x-csrftoken", "X-CSRFToken", "Set-Cookie"],
+)  # fmt: skip
+def test_header_naming_a_credential_header_is_e018(settings, header):
+    settings.IDEMPOTENCY = {"HEADER": header}
+
+    messages = idempotency_messages()
+
+    assert [m.id for m in messages] == ["idempotency.E018"]
+    assert repr(header) in messages[0].msg
+    assert "credential would become the idempotency key" in messages[0].msg
+
+
+@pytest.mark.parametrize("header", ["X-Authorization-Key", "Cookie-Key", "Api-Key"])
+def test_header_merely_resembling_a_credential_header_is_silent(settings, header):
+    settings.IDEMPOTENCY = {"HEADER": header}
+    assert idempotency_messages() == []
+
+
+# SCOPE and FINGERPRINT that cannot take the request (E019)
+
+
+def scope_with_a_required_keyword(request, *, tenant):
+    return tenant
+
+
+@pytest.mark.parametrize("name", ["SCOPE", "FINGERPRINT"])
+@pytest.mark.parametrize(
+    "hook",
+    [
+        lambda: "x",
+        lambda request, view: "x",
+        scope_with_a_required_keyword,
+        "tests.test_checks.scope_of_request_and_view",
+        "tests.test_checks.scope_with_a_required_keyword",
+    ],
+    ids=["no-parameter", "two-parameters", "required-keyword", "path-two", "path-keyword"],
+)
+def test_hook_that_cannot_take_the_request_alone_is_e019(settings, name, hook):
+    settings.IDEMPOTENCY = {name: hook}
+
+    messages = idempotency_messages()
+
+    assert [m.id for m in messages] == ["idempotency.E019"]
+    assert messages[0].msg.startswith(f'IDEMPOTENCY["{name}"] is ')
+    assert "signature (" in messages[0].msg
+    assert "500" in messages[0].hint
+
+
+def test_hook_without_a_readable_signature_is_silent(settings):
+    # Some builtins have no signature to read; they are called as they are.
+    settings.IDEMPOTENCY = {"FINGERPRINT": max}  # inspect.signature(max) raises ValueError
+    assert idempotency_messages() == []
+
+
+def test_view_options_refuse_what_the_checks_refuse(settings):
+    # The decorator validates its options with the same rules as the checks
+    # (idempotency.validation), so both say the same thing about a value.
+    bad = {"scope": lambda: "x", "ttl": 0, "wait": 601, "required": "yes"}
+    setting = {"scope": "SCOPE", "ttl": "TTL", "wait": "IN_PROGRESS_WAIT", "required": "REQUIRED"}
+
+    for option, value in bad.items():
+        settings.IDEMPOTENCY = {setting[option]: value}
+        [check_message] = idempotency_messages()
+        [problem] = ViewOptions(**{option: value}).problems(lambda field: "<name>")
+
+        assert check_message.msg.replace(f'IDEMPOTENCY["{setting[option]}"]', "<name>") == (
+            problem.message
+        )
+
+
+# ANONYMOUS (E020)
+
+
+@pytest.mark.parametrize("value", ["SHARE", "deny", "", None, True, ("share",)], ids=repr)
+def test_anonymous_that_is_not_one_of_the_three_policies_is_e020(settings, value):
+    settings.IDEMPOTENCY = {"ANONYMOUS": value}
+
+    messages = idempotency_messages()
+
+    assert [m.id for m in messages] == ["idempotency.E020"]
+    assert "'share', 'session' or 'refuse'" in messages[0].msg
+
+
+# IN_PROGRESS_WAIT (E021, E022)
+
+
+@pytest.mark.parametrize("value", ["5", True, None, [5]], ids=repr)
+def test_in_progress_wait_of_the_wrong_type_is_e021(settings, value):
+    settings.IDEMPOTENCY = {"IN_PROGRESS_WAIT": value}
+    assert [m.id for m in idempotency_messages()] == ["idempotency.E021"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [-1, -0.001, timedelta(seconds=-1), 600.001, 601, timedelta(minutes=11), float("nan"),
+     float("inf"), timedelta.max],
+    ids=str,
+)  # fmt: skip
+def test_in_progress_wait_below_zero_or_above_the_longest_wait_is_e022(settings, value):
+    settings.IDEMPOTENCY = {"IN_PROGRESS_WAIT": value}
+    assert [m.id for m in idempotency_messages()] == ["idempotency.E022"]
+
+
+# STORE and the Redis settings (E023 to E028)
+
+
+@pytest.mark.parametrize("value", ["Redis", "memory", "", None, 1], ids=repr)
+def test_store_that_is_not_database_or_redis_is_e023(settings, value):
+    settings.IDEMPOTENCY = {"STORE": value}
+    assert [m.id for m in idempotency_messages()] == ["idempotency.E023"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["localhost:6379", "http://localhost:6379", "redis://", "redis://:6379", "rediss:///0",
+     "redis://localhost:port/0", "unix://", "", 6379, b"redis://localhost", ["redis://a"]],
+    ids=repr,
+)  # fmt: skip
+def test_redis_url_that_is_not_a_redis_url_is_e024(settings, url):
+    settings.IDEMPOTENCY = {"REDIS_URL": url}
+    assert [m.id for m in idempotency_messages()] == ["idempotency.E024"]
+
+
+def test_redis_url_message_never_shows_the_password(settings):
+    settings.IDEMPOTENCY = {"REDIS_URL": "redis://admin:hunter2@cache:notaport/0"}
+
+    message = only(idempotency_messages(), "idempotency.E024")
+
+    assert "hunter2" not in message.msg and "admin" not in message.msg
+    assert "'redis://***@cache:notaport/0'" in message.msg
+
+
+@pytest.mark.parametrize("value", ["yes", 1, 0, None], ids=repr)
+def test_redis_cluster_that_is_not_a_bool_is_e025(settings, value):
+    settings.IDEMPOTENCY = {"REDIS_CLUSTER": value}
+    assert [m.id for m in idempotency_messages()] == ["idempotency.E025"]
+
+
+@pytest.mark.parametrize(
+    "value", ["", "idem potency:", "idem\tpotency:", "idem:\n", "idem\x00:", 5, None, b"idem:"],
+    ids=repr,
+)  # fmt: skip
+def test_redis_prefix_empty_or_with_white_space_or_control_characters_is_e026(settings, value):
+    settings.IDEMPOTENCY = {"REDIS_PREFIX": value}
+    assert [m.id for m in idempotency_messages()] == ["idempotency.E026"]
+
+
+def test_redis_store_without_redis_url_is_e027(settings):
+    pytest.importorskip("redis")
+    settings.IDEMPOTENCY = {"STORE": "redis"}
+
+    messages = idempotency_messages()
+
+    assert [m.id for m in messages] == ["idempotency.E027"]
+    assert "REDIS_URL" in messages[0].msg
+
+
+def test_redis_store_without_the_redis_package_is_e028(settings, monkeypatch):
+    without_redis(monkeypatch)
+    settings.IDEMPOTENCY = {"STORE": "redis", "REDIS_URL": "redis://localhost:6379/0"}
+
+    messages = idempotency_messages()
+
+    assert [m.id for m in messages] == ["idempotency.E028"]
+    assert "pip install 'django-idempotency[redis]'" in messages[0].msg
+    assert "pip install 'django-idempotency[redis]'" in messages[0].hint
+
+
+def test_redis_store_with_its_url_and_package_is_silent(settings):
+    pytest.importorskip("redis")
+    settings.IDEMPOTENCY = {
+        "STORE": "redis",
+        "REDIS_URL": "redis://127.0.0.1:1/0",  # nothing listens there: the checks never connect
+        "REDIS_CLUSTER": True,
+        "REDIS_PREFIX": "shop:",
+    }
+    assert idempotency_messages() == []
+
+
+def test_database_store_needs_neither_redis_url_nor_the_redis_package(settings, monkeypatch):
+    without_redis(monkeypatch)
+    settings.IDEMPOTENCY = {"STORE": "database"}
+    assert idempotency_messages() == []
+
+
+# The database backend (E029) and USE_TZ (W007)
+
+
+BACKENDS = {
+    "postgresql": "django.db.backends.postgresql",
+    "mysql": "django.db.backends.mysql",
+    "sqlite": "django.db.backends.sqlite3",
+}
+
+
+@pytest.mark.parametrize("vendor", sorted(BACKENDS))
+def test_supported_backend_is_silent_and_never_connected_to(settings, vendor):
+    # Port 1 on loopback: nothing listens, so a check that connected would fail.
+    with_database(settings, "records", BACKENDS[vendor], HOST="127.0.0.1", PORT="1")
+    assert idempotency_messages() == []
+
+
+def test_unsupported_backend_is_e029(settings):
+    with_database(settings, "legacy", "django.db.backends.dummy")
+
+    message = only(idempotency_messages(), "idempotency.E029")
+
+    assert "'legacy'" in message.msg and "(vendor 'unknown')" in message.msg
+    assert "PostgreSQL, MariaDB/MySQL or SQLite" in message.msg
+
+
+def test_backend_that_does_not_load_is_left_to_django(settings):
+    with_database(settings, "broken", "no.such.backend")
+    assert idempotency_messages() == []
+
+
+def test_unsupported_backend_is_silent_with_the_redis_store(settings):
+    pytest.importorskip("redis")
+    with_database(settings, "legacy", "django.db.backends.dummy")
+    settings.IDEMPOTENCY = {**settings.IDEMPOTENCY, "STORE": "redis", "REDIS_URL": "redis://r"}
+    assert idempotency_messages() == []
+
+
+@pytest.mark.parametrize("vendor", ["mysql", "sqlite"])
+@pytest.mark.parametrize("zone", ["Europe/Paris", "Europe/London", "America/New_York", None])
+def test_use_tz_off_with_mysql_or_sqlite_outside_utc_is_w007(settings, vendor, zone):
+    with_database(settings, "records", BACKENDS[vendor])
+    settings.USE_TZ = False
+    settings.TIME_ZONE = zone
+
+    messages = idempotency_messages()
+
+    assert [m.id for m in messages] == ["idempotency.W007"]
+    assert "'records'" in messages[0].msg and "USE_TZ = True" in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    ("vendor", "use_tz", "zone"),
+    [("postgresql", False, "Europe/Paris"), ("mysql", True, "Europe/Paris"),
+     ("sqlite", True, "Europe/Paris"), ("sqlite", False, "UTC"), ("mysql", False, "Etc/UTC")],
+)  # fmt: skip
+def test_use_tz_is_silent_where_record_times_read_right(settings, vendor, use_tz, zone):
+    with_database(settings, "records", BACKENDS[vendor])
+    settings.USE_TZ = use_tz
+    settings.TIME_ZONE = zone
+    assert idempotency_messages() == []
+
+
+# The Redis's eviction policy (W008): asked when it can be, silent otherwise
+
+
+@pytest.mark.parametrize("policy", ["volatile-ttl", "volatile-lru", "allkeys-random"])
+def test_a_redis_that_evicts_keys_with_an_expiry_is_w008(settings, evicting_redis, policy):
+    evicting_redis.cli("CONFIG", "SET", "maxmemory-policy", policy)
+    settings.IDEMPOTENCY = {"STORE": "redis", "REDIS_URL": evicting_redis.url}
+    try:
+        message = only(idempotency_messages(), "idempotency.W008")
+    finally:
+        evicting_redis.cli("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    assert repr(policy) in message.msg
+
+
+def test_a_redis_with_noeviction_is_silent(settings):
+    with redis_server("--maxmemory", "64mb", "--maxmemory-policy", "noeviction") as server:
+        settings.IDEMPOTENCY = {"STORE": "redis", "REDIS_URL": server.url}
+        assert idempotency_messages() == []
+
+
+def test_a_redis_that_refuses_config_is_silent(settings):
+    with redis_server(
+        "--maxmemory-policy", "allkeys-lru", "--rename-command", "CONFIG", ""
+    ) as server:
+        settings.IDEMPOTENCY = {"STORE": "redis", "REDIS_URL": server.url}
+        assert idempotency_messages() == []
+
+
+def test_an_unreachable_redis_is_silent(settings):
+    settings.IDEMPOTENCY = {"STORE": "redis", "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    assert idempotency_messages() == []
+
+
+def test_the_eviction_policy_is_not_asked_with_the_database_store(settings, evicting_redis):
+    settings.IDEMPOTENCY = {"REDIS_URL": evicting_redis.url}
+    assert idempotency_messages() == []
+
+
+# Celery's time limits and visibility timeout against LOCK_TIMEOUT (W009)
+
+
+def with_celery_app(monkeypatch, **conf):
+    """A Celery app, current for the test, as a project's celery.py makes it."""
+    from celery import Celery, _state
+
+    # Celery's Django fixup makes a new app the process's default: undone with the test.
+    monkeypatch.setattr(_state, "default_app", _state.default_app)
+    app = Celery("idempotency-checks", set_as_current=False)
+    app.conf.update(**conf)
+    monkeypatch.setattr(_state._tls, "current_app", app, raising=False)
+    return app
+
+
+def test_a_lock_shorter_than_the_visibility_timeout_is_w008(settings, monkeypatch):
+    with_celery_app(monkeypatch, broker_transport_options={"visibility_timeout": 3600})
+
+    message = only(idempotency_messages(), "idempotency.W009")
+
+    assert "visibility_timeout']" in message.msg and "(3600 seconds)" in message.msg
+    assert "60 seconds" in message.msg
+
+
+def test_a_protected_tasks_own_time_limit_is_w008(settings, monkeypatch):
+    from idempotency import idempotent_function
+
+    app = with_celery_app(monkeypatch)
+
+    @app.task(name="payments.slow", time_limit=120)
+    @idempotent_function(key="order_id")
+    def slow(order_id): ...
+
+    @app.task(name="payments.unprotected", time_limit=900)
+    def unprotected(order_id): ...
+
+    message = only(idempotency_messages(), "idempotency.W009")
+
+    assert "the time_limit of task 'payments.slow' (120 seconds)" in message.msg
+
+
+def test_a_lock_longer_than_every_celery_limit_passes(settings, monkeypatch):
+    settings.IDEMPOTENCY = {"LOCK_TIMEOUT": 400}
+    with_celery_app(
+        monkeypatch, task_time_limit=300, broker_transport_options={"visibility_timeout": 360}
+    )
+
+    assert idempotency_messages() == []

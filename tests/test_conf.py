@@ -9,6 +9,7 @@ import pytest
 from django.test import override_settings
 
 from idempotency.conf import DEFAULTS
+from idempotency.keys import digest
 from idempotency.models import IdempotencyRecord
 from tests.test_http import assert_problem, send
 from tests.testapp.models import Charge
@@ -28,12 +29,18 @@ def test_defaults_are_the_documented_ones() -> None:
         "TTL": timedelta(hours=24),
         "LOCK_TIMEOUT": timedelta(seconds=60),
         "KEY_MAX_LENGTH": 255,
-        "SCOPE": "idempotency.scope.user_scope",
+        "SCOPE": "idempotency.scope.default_scope",
         "REPLAY_HEADERS": (),
-        "RELEASE_STATUSES": (408, 409, 425, 429),
+        "RELEASE_STATUSES": (401, 403, 408, 409, 425, 429),
         "FINGERPRINT": "idempotency.fingerprint.request_fingerprint",
         "MAX_STORED_RESPONSE_BYTES": 1024 * 1024,
         "DATABASE": "default",
+        "ANONYMOUS": "share",
+        "IN_PROGRESS_WAIT": 0,
+        "STORE": "database",
+        "REDIS_URL": None,
+        "REDIS_CLUSTER": False,
+        "REDIS_PREFIX": "idempotency:",
     }
 
 
@@ -111,7 +118,7 @@ def test_header_setting_names_the_request_header(client: Any, settings: Any) -> 
 
     assert first.status_code == 201
     assert replay["Idempotent-Replayed"] == "true"
-    assert IdempotencyRecord.objects.get().key == "k"
+    assert IdempotencyRecord.objects.get().key == digest("k")
 
 
 def test_default_header_is_ignored_when_another_is_configured(client: Any, settings: Any) -> None:

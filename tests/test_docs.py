@@ -123,28 +123,47 @@ def test_relative_links_resolve(page):
 
 CHECKS_PAGE = (DOCS / "checks.md").read_text()
 CHECKS_SECTIONS = sections(CHECKS_PAGE, level=2)
-CHECKS_SOURCE = (ROOT / "idempotency" / "checks.py").read_text()
+CHECKS_SOURCE = "\n".join(
+    path.read_text() for path in sorted((ROOT / "idempotency" / "checks").glob("*.py"))
+)
 CHECK_ID = re.compile(r"\bidempotency\.[EW]\d{3}\b")
 
 
-def test_check_ids_in_the_code_are_in_the_ledger():
-    assert set(CHECK_ID.findall(CHECKS_SOURCE)) == set(LEDGER)
+def test_check_ids_in_the_code_are_in_the_ledger_or_retired():
+    assert set(CHECK_ID.findall(CHECKS_SOURCE)) == set(LEDGER) | RETIRED
     assert not set(LEDGER) & RETIRED, "a retired check id is never reused"
 
 
 def test_each_check_id_is_emitted_for_one_problem_only():
-    # One ledger entry plus one call site: a second call site would be a
-    # second problem under the same id.
-    counts = {check_id: CHECKS_SOURCE.count(f'"{check_id}"') for check_id in LEDGER}
-    assert counts == dict.fromkeys(LEDGER, 2)
+    # One ledger entry plus one call site (a check's message, or one outcome
+    # of the rules table): a second call site would be a second problem under
+    # the same id. A retired id is named once, in RETIRED, and emitted nowhere.
+    counts = {check_id: CHECKS_SOURCE.count(f'"{check_id}"') for check_id in {*LEDGER, *RETIRED}}
+    assert counts == {**dict.fromkeys(LEDGER, 2), **dict.fromkeys(RETIRED, 1)}
     assert len(set(LEDGER.values())) == len(LEDGER), "two ids describe the same problem"
+
+
+def test_new_check_ids_take_the_next_free_numbers():
+    # Ids are never reused, so the numbers of each level run from 1 without gaps.
+    for level in "EW":
+        numbers = sorted(int(i[-3:]) for i in set(LEDGER) | RETIRED if i[12] == level)
+        assert numbers == list(range(1, len(numbers) + 1)), f"{level} ids: {numbers}"
 
 
 def test_every_check_heading_is_a_check_id():
     assert set(CHECKS_SECTIONS) == set(LEDGER) | RETIRED
 
 
-@pytest.mark.parametrize("check_id", sorted(set(CHECK_ID.findall(CHECKS_SOURCE))))
+def test_every_check_id_is_in_the_table_of_the_checks_page():
+    for check_id in set(LEDGER) | RETIRED:
+        short = check_id.removeprefix("idempotency.")
+        anchor = check_id.replace(".", "").lower()
+        assert f"| [{short}](#{anchor}) |" in CHECKS_PAGE, (
+            f"docs/checks.md: {short} not in the table"
+        )
+
+
+@pytest.mark.parametrize("check_id", sorted(LEDGER))
 def test_check_id_is_documented(check_id):
     assert check_id in CHECKS_SECTIONS, f"docs/checks.md has no '## {check_id}' heading"
     body = CHECKS_SECTIONS[check_id]
@@ -152,6 +171,12 @@ def test_check_id_is_documented(check_id):
     assert f"- **Level:** {level}" in body, f"docs/checks.md: {check_id} is not marked {level}"
     for part in ("**Trigger:**", "**Message:**", "**Hint:**", "**Fix:**"):
         assert part in body, f"docs/checks.md: {check_id} has no {part}"
+
+
+@pytest.mark.parametrize("check_id", sorted(RETIRED))
+def test_retired_check_id_is_documented_as_retired(check_id):
+    body = CHECKS_SECTIONS[check_id]
+    assert "- **Retired:**" in body, f"docs/checks.md: {check_id} does not say it is retired"
 
 
 NAV_ENTRY = re.compile(r"^\s*-\s+[^:\n]+:\s*(\S+\.md)\s*$", re.MULTILINE)

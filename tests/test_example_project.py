@@ -51,14 +51,36 @@ print(json.dumps({"name": "payments", "count": Payment.objects.count()}))
 
 payment = Payment.objects.get()
 key = str(uuid.uuid4())
-for name in ["refund", "refund-replay"]:
-    show(name, client.post(f"/api/payments/{payment.pk}/refund/", headers={"idempotency-key": key}))
+show("refund-unpaid", client.post(f"/api/payments/{payment.pk}/refund/", headers={"idempotency-key": key}))
 
 key = str(uuid.uuid4())
 for name in ["webhook", "webhook-replay"]:
     show(name, Client().post("/webhooks/receipt/", {"processor_reference": payment.processor_reference},
                              content_type="application/json", headers={"idempotency-key": key}))
 print(json.dumps({"name": "receipts", "count": Receipt.objects.count()}))
+
+key = str(uuid.uuid4())
+for name in ["refund", "refund-replay"]:
+    show(name, client.post(f"/api/payments/{payment.pk}/refund/", headers={"idempotency-key": key}))
+show("refund-again", client.post(f"/api/payments/{payment.pk}/refund/",
+                                 headers={"idempotency-key": str(uuid.uuid4())}))
+show("late-receipt", Client().post("/webhooks/receipt/", {"processor_reference": payment.processor_reference},
+                                   content_type="application/json", headers={"idempotency-key": str(uuid.uuid4())}))
+print(json.dumps({"name": "final", "status": Payment.objects.get().status, "version": Payment.objects.get().version}))
+
+import re
+from django.contrib.auth import get_user_model
+browser = Client()
+browser.force_login(get_user_model().objects.get(username="demo"))
+page = browser.get("/checkout/").content.decode()
+token = re.search(r'name="idempotency_token" value="([^"]+)"', page).group(1)
+csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+form = {"csrfmiddlewaretoken": csrf, "idempotency_token": token, "amount": "350", "description": "Coffee"}
+for name in ["checkout", "checkout-double-click"]:
+    response = browser.post("/checkout/pay/", form)
+    print(json.dumps({"name": name, "status": response.status_code, "location": response.headers.get("Location"),
+                      "replayed": response.headers.get("Idempotent-Replayed")}))
+print(json.dumps({"name": "checkout-payments", "count": Payment.objects.filter(description="Coffee").count()}))
 """
 
 
@@ -121,15 +143,30 @@ def test_api_stores_replays_and_refuses_a_reused_key(example_env: dict[str, str]
     assert json.loads(out["mismatch"]["body"])["status"] == 422
     assert out["payments"]["count"] == 1
 
-    assert out["refund"]["status"] == 200
-    assert json.loads(out["refund"]["body"])["refunded"] is True
-    assert out["refund-replay"]["status"] == 200
-    assert out["refund-replay"]["replayed"] == "true"
+    assert out["refund-unpaid"]["status"] == 400  # only a paid payment is refunded
+    assert "not paid yet" in json.loads(out["refund-unpaid"]["body"])["detail"]
 
     assert out["webhook"]["status"] == 201
     assert out["webhook-replay"]["replayed"] == "true"
     assert out["webhook-replay"]["body"] == out["webhook"]["body"]
     assert out["receipts"]["count"] == 1
+
+    assert out["refund"]["status"] == 200
+    assert json.loads(out["refund"]["body"])["refunded"] is True
+    assert json.loads(out["refund"]["body"])["status"] == "refunded"
+    assert out["refund-replay"]["status"] == 200
+    assert out["refund-replay"]["replayed"] == "true"
+    assert out["refund-again"]["status"] == 400  # another key: still refunded only once
+    assert "already refunded" in json.loads(out["refund-again"]["body"])["detail"]
+    # A receipt arriving after the refund does not make the payment paid again.
+    assert out["late-receipt"]["status"] == 201
+    assert (out["final"]["status"], out["final"]["version"]) == ("refunded", 3)
+
+    # The HTML checkout: the same form submitted twice pays once, one redirect.
+    assert out["checkout"]["status"] == out["checkout-double-click"]["status"] == 302
+    assert out["checkout-double-click"]["location"] == out["checkout"]["location"]
+    assert out["checkout-double-click"]["replayed"] == "true"
+    assert out["checkout-payments"]["count"] == 1
 
 
 def test_settings_list_every_idempotency_key_at_its_default_commented_out() -> None:
@@ -155,3 +192,16 @@ def _evaluate(text: str) -> object:
         assert isinstance(left, int) and isinstance(right, int), text
         return left * right
     return ast.literal_eval(node)
+
+
+def test_the_receipt_task_delivered_twice_sends_one_email(example_env: dict[str, str]) -> None:
+    manage(example_env, "migrate", "--verbosity", "0")
+
+    output = manage(example_env, "demo_receipt").stdout
+
+    assert output.count("Subject: Your receipt for 12.50 EUR") == 1
+    first, second = (
+        line.split(": ", 1)[1] for line in output.splitlines() if " delivery: " in line
+    )
+    assert first == second
+    assert "the same result twice; one email" in output

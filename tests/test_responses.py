@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from idempotency.models import IdempotencyRecord
+from idempotency.responses import NEVER_STORED_HEADERS
 from tests.test_http import send
 from tests.testapp.models import Charge
 
@@ -71,19 +71,47 @@ def test_replay_headers_setting_adds_headers(client: Any, settings: Any) -> None
     assert replay["Cache-Control"] == "no-store"
 
 
-@pytest.mark.parametrize("name", ["Set-Cookie", "WWW-Authenticate"])
-def test_credential_headers_are_never_stored_even_when_listed(
-    client: Any, settings: Any, name: str
-) -> None:
-    settings.IDEMPOTENCY = {"REPLAY_HEADERS": [name]}
-    send(client, "/headers/")
+# Every header that carries a credential, as the package lists them.
+CREDENTIAL_HEADERS = NEVER_STORED_HEADERS
 
-    replay = send(client, "/headers/")
 
-    assert name not in replay
+@pytest.fixture
+def replay_everything(settings: Any) -> None:
+    """REPLAY_HEADERS asks for every credential header, and for one that is
+    not a credential, which proves the setting is honoured."""
+    settings.IDEMPOTENCY = {"REPLAY_HEADERS": [*sorted(CREDENTIAL_HEADERS), "X-Replayable"]}
+
+
+def test_credential_headers_are_neither_stored_nor_replayed_even_if_listed(
+    client, replay_everything
+):
+    first = send(client, "/credentials/", headers={"Authorization": "Bearer request-secret"})
+
+    assert first.status_code == 201
+    assert first["Authorization"] == "Bearer response-secret"  # the original passes whole
+    assert first.cookies["auth-token"].value == "response-secret"
+    record = IdempotencyRecord.objects.get()
+    stored = {name.lower() for name in record.response_headers}
+    assert stored == {"content-type", "x-replayable"}
+    assert "secret" not in repr(record.response_headers)
+    stored_text = repr([getattr(record, f.attname) for f in IdempotencyRecord._meta.fields])
+    assert "request-secret" not in stored_text
+    assert "response-secret" not in stored_text
+
+    replay = send(client, "/credentials/", headers={"Authorization": "Bearer request-secret"})
+
+    assert replay["Idempotent-Replayed"] == "true"
+    assert replay["X-Replayable"] == "yes"
+    assert not {name.lower() for name in replay.headers} & CREDENTIAL_HEADERS
     assert not replay.cookies
-    assert name.lower() not in stored_header_names()
-    assert "secret" not in json.dumps(IdempotencyRecord.objects.get().response_headers)
+    assert Charge.objects.count() == 1
+
+
+def test_default_replay_headers_store_no_credential_header(client):
+    send(client, "/credentials/")
+
+    stored = {name.lower() for name in IdempotencyRecord.objects.get().response_headers}
+    assert stored == {"content-type"}
 
 
 @pytest.mark.parametrize(
@@ -150,3 +178,16 @@ def test_template_response_is_rendered_stored_and_replayed(client: Any) -> None:
     assert first.content == f"<p>charge {charge.pk}</p>".encode()
     assert replay.content == first.content
     assert replay["Idempotent-Replayed"] == "true"
+
+
+def test_a_header_value_that_cannot_be_set_again_is_not_stored(client: Any, settings: Any) -> None:
+    settings.IDEMPOTENCY = {"REPLAY_HEADERS": ["X-Odd", "Cache-Control"]}
+    send(client, "/headers/")
+
+    replay = send(client, "/headers/")  # a 500 on every replay, had it been stored
+
+    assert replay.status_code == 201
+    assert replay["Idempotent-Replayed"] == "true"
+    assert replay["Cache-Control"] == "no-store"
+    assert "X-Odd" not in replay
+    assert "x-odd" not in stored_header_names()

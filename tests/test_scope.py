@@ -8,8 +8,8 @@ import pytest
 from rest_framework.authtoken.models import Token
 
 from idempotency.models import IdempotencyRecord
-from idempotency.scope import user_scope
-from tests.test_http import send
+from idempotency.scope import default_scope
+from tests.test_http import assert_problem, send
 from tests.testapp.models import Charge
 from tests.testapp.views import tenant_scope
 
@@ -112,12 +112,14 @@ def test_scope_setting_decides_the_scope(client: Any, settings: Any, alice: Any,
     first = send(client, headers={"X-Tenant": "a"})
 
     other_tenant = send(client, headers={"X-Tenant": "b"})
-    client.force_login(alice)  # another user of tenant a: the same scope
-    same_tenant = send(client, headers={"X-Tenant": "a"})
+    same_caller = send(client, headers={"X-Tenant": "a"})
+    client.force_login(alice)  # another caller of tenant a: the same scope, not its replay
+    other_caller = send(client, headers={"X-Tenant": "a"})
 
     assert "Idempotent-Replayed" not in other_tenant
-    assert same_tenant["Idempotent-Replayed"] == "true"
-    assert same_tenant.content == first.content
+    assert same_caller["Idempotent-Replayed"] == "true"
+    assert same_caller.content == first.content
+    assert_problem(other_caller, 422, "key-reused")
     assert scopes() == {"tenant:a", "tenant:b"}
 
 
@@ -146,10 +148,10 @@ def constant_scope(request: Any) -> str:
     return "constant"
 
 
-def test_user_scope_names_the_user_or_anonymous(rf: Any, alice: Any) -> None:
+def test_default_scope_names_the_user_or_anonymous(rf: Any, alice: Any) -> None:
     request = rf.post("/")
     request.user = alice
-    assert user_scope(request) == f"user:{alice.pk}"
+    assert default_scope(request) == f"user:{alice.pk}"
 
     request = rf.post("/")
-    assert user_scope(request) == "anonymous"
+    assert default_scope(request) == "anonymous"

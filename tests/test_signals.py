@@ -11,6 +11,7 @@ import pytest
 from django.dispatch import Signal
 
 from idempotency import signals
+from idempotency.keys import digest, shown
 from idempotency.models import IdempotencyRecord
 from tests.test_http import claim_in_progress, send
 from tests.testapp.models import Charge
@@ -49,7 +50,7 @@ def test_response_stored_is_sent_once_with_scope_key_and_status(
     assert len(calls) == 1
     call = calls[0]
     assert call["sender"] is IdempotencyRecord
-    assert (call["scope"], call["key"], call["status"]) == ("anonymous", "k-stored", 201)
+    assert (call["scope"], call["key"], call["status"]) == ("anonymous", (digest("k-stored")), 201)
     assert call["replayable"] is True
     assert call["request"].path == "/plain/"
 
@@ -79,7 +80,9 @@ def test_response_replayed_is_sent_for_a_replay_only(client):
         response = send(client, "/plain/", BODY, key="k-replay")
 
     assert response["Idempotent-Replayed"] == "true"
-    assert [(c["scope"], c["key"], c["status"]) for c in calls] == [("anonymous", "k-replay", 201)]
+    assert [(c["scope"], c["key"], c["status"]) for c in calls] == [
+        ("anonymous", (digest("k-replay")), 201)
+    ]
 
 
 def test_key_reused_is_sent_for_a_body_mismatch(client):
@@ -88,7 +91,7 @@ def test_key_reused_is_sent_for_a_body_mismatch(client):
         response = send(client, "/plain/", {"amount": 6}, key="k-reused")
 
     assert response.status_code == 422
-    assert [(c["scope"], c["key"]) for c in calls] == [("anonymous", "k-reused")]
+    assert [(c["scope"], c["key"]) for c in calls] == [("anonymous", (digest("k-reused")))]
 
 
 def test_request_in_progress_is_sent_for_a_concurrent_duplicate(client):
@@ -97,7 +100,7 @@ def test_request_in_progress_is_sent_for_a_concurrent_duplicate(client):
         response = send(client, "/plain/", BODY, key="k-running")
 
     assert response.status_code == 409
-    assert [(c["scope"], c["key"]) for c in calls] == [("anonymous", "k-running")]
+    assert [(c["scope"], c["key"]) for c in calls] == [("anonymous", (digest("k-running")))]
 
 
 @pytest.mark.parametrize("body", [{"status": 500}, {"status": 429}, {"fail": True}])
@@ -106,7 +109,7 @@ def test_record_released_is_sent_when_nothing_is_stored(client, body):
     with received(signals.record_released) as calls:
         send(client, "/plain/", body, key="k-release")
 
-    assert [(c["scope"], c["key"]) for c in calls] == [("anonymous", "k-release")]
+    assert [(c["scope"], c["key"]) for c in calls] == [("anonymous", (digest("k-release")))]
     assert not IdempotencyRecord.objects.exists()
 
 
@@ -117,7 +120,7 @@ def test_lock_taken_over_is_sent_when_a_dead_workers_lock_expired(client, settin
         response = send(client, "/plain/", BODY, key="k-dead")
 
     assert response.status_code == 201
-    assert [(c["scope"], c["key"]) for c in calls] == [("anonymous", "k-dead")]
+    assert [(c["scope"], c["key"]) for c in calls] == [("anonymous", (digest("k-dead")))]
 
 
 def test_a_receiver_that_raises_never_breaks_the_request(
@@ -139,7 +142,7 @@ def test_a_receiver_that_raises_never_breaks_the_request(
     assert IdempotencyRecord.objects.get().status == "completed"
     failures = [r for r in caplog.records if "signal receiver" in r.getMessage()]
     assert len(failures) == 1
-    assert "k-broken" in failures[0].getMessage()
+    assert shown(digest("k-broken")) in failures[0].getMessage()
 
 
 @pytest.mark.django_db(transaction=True)

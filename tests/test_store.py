@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -35,7 +36,12 @@ def attempt(
         path="/plain/",
         ttl=TTL,
         lock_for=LOCK_FOR,
+        atomic=False,  # the store's own rules; transactions: tests/test_transactions.py
     )
+
+
+def complete(store: DatabaseRecordStore, claim: Any, response: StoredResponse) -> bool:
+    return store.finish(claim, response, lambda: None)
 
 
 @pytest.fixture
@@ -129,13 +135,13 @@ def test_claim_with_another_fingerprint_reports_mismatch_while_running(store):
 
 
 def test_claim_with_another_fingerprint_reports_mismatch_after_completion(store):
-    store.complete(store.claim(attempt()), RESPONSE)
+    complete(store, store.claim(attempt()), RESPONSE)
 
     assert store.claim(attempt(fingerprint=OTHER_FINGERPRINT)).outcome is ClaimOutcome.MISMATCH
 
 
 def test_claim_after_complete_reports_replay_with_the_stored_response(store):
-    store.complete(store.claim(attempt()), RESPONSE)
+    complete(store, store.claim(attempt()), RESPONSE)
 
     claim = store.claim(attempt())
 
@@ -144,7 +150,7 @@ def test_claim_after_complete_reports_replay_with_the_stored_response(store):
 
 
 def test_same_key_in_another_scope_is_an_independent_record(store):
-    store.complete(store.claim(attempt(scope="user:1")), RESPONSE)
+    complete(store, store.claim(attempt(scope="user:1")), RESPONSE)
 
     other = store.claim(attempt(scope="user:2", fingerprint=OTHER_FINGERPRINT))
 
@@ -154,7 +160,7 @@ def test_same_key_in_another_scope_is_an_independent_record(store):
 
 @pytest.mark.parametrize("variant", ["KEY-1", "Key-1", "key-1 ", " key-1", "key-1\t"])
 def test_keys_differing_by_case_or_spaces_are_distinct_records(store, variant):
-    store.complete(store.claim(attempt(key="key-1")), RESPONSE)
+    complete(store, store.claim(attempt(key="key-1")), RESPONSE)
 
     claim = store.claim(attempt(key=variant, fingerprint=OTHER_FINGERPRINT))
 
@@ -167,7 +173,7 @@ def test_keys_differing_by_case_or_spaces_are_distinct_records(store, variant):
 
 @pytest.mark.parametrize("variant", ["ANONYMOUS", "anonymous "])
 def test_scopes_differing_by_case_or_spaces_never_share_a_response(store, variant):
-    store.complete(store.claim(attempt(scope="anonymous")), RESPONSE)
+    complete(store, store.claim(attempt(scope="anonymous")), RESPONSE)
 
     claim = store.claim(attempt(scope=variant))
 
@@ -177,7 +183,7 @@ def test_scopes_differing_by_case_or_spaces_never_share_a_response(store, varian
 
 def test_longest_key_and_scope_the_columns_hold_round_trip(store):
     longest = attempt(key="k" * 255, scope="s" * 255)
-    store.complete(store.claim(longest), RESPONSE)
+    complete(store, store.claim(longest), RESPONSE)
 
     assert store.claim(longest).outcome is ClaimOutcome.REPLAY
     record = IdempotencyRecord.objects.get()
@@ -216,7 +222,7 @@ def test_key_or_scope_longer_than_its_column_is_refused_before_any_write(store, 
 def test_complete_stores_the_response_and_replays_it_byte_for_byte(store, response):
     claim = store.claim(attempt())
 
-    assert store.complete(claim, response) is True
+    assert complete(store, claim, response) is True
 
     record = IdempotencyRecord.objects.get()
     assert record.status == Status.COMPLETED
@@ -229,7 +235,7 @@ def test_complete_stores_the_response_and_replays_it_byte_for_byte(store, respon
 
 
 def test_complete_of_an_unreplayable_response_keeps_no_body(store):
-    store.complete(store.claim(attempt()), StoredResponse(200, {"Content-Type": "text/plain"}))
+    complete(store, store.claim(attempt()), StoredResponse(200, {"Content-Type": "text/plain"}))
 
     record = IdempotencyRecord.objects.get()
     assert record.status == Status.COMPLETED
@@ -241,7 +247,7 @@ def test_complete_at_a_stale_version_returns_false_and_changes_nothing(store):
     claim = store.claim(attempt())
     bump_version(claim.record_id)
 
-    assert store.complete(claim, RESPONSE) is False
+    assert complete(store, claim, RESPONSE) is False
 
     record = IdempotencyRecord.objects.get()
     assert record.version == 2
@@ -253,9 +259,9 @@ def test_complete_at_a_stale_version_returns_false_and_changes_nothing(store):
 
 def test_complete_twice_with_the_same_claim_fails_the_second_time(store):
     claim = store.claim(attempt())
-    assert store.complete(claim, RESPONSE) is True
+    assert complete(store, claim, RESPONSE) is True
 
-    assert store.complete(claim, StoredResponse(200, {}, b"other")) is False
+    assert complete(store, claim, StoredResponse(200, {}, b"other")) is False
 
     assert bytes(IdempotencyRecord.objects.get().response_body) == RESPONSE.body
 
@@ -327,9 +333,9 @@ def test_stale_owner_cannot_complete_or_release_after_a_takeover(store):
     set_time(stale.record_id, "locked_until", -1)
     taker = store.claim(attempt())
 
-    assert store.complete(stale, StoredResponse(201, {}, b"stale")) is False
+    assert complete(store, stale, StoredResponse(201, {}, b"stale")) is False
     assert store.release(stale) is False
-    assert store.complete(taker, RESPONSE) is True
+    assert complete(store, taker, RESPONSE) is True
 
     record = IdempotencyRecord.objects.get()
     assert record.version == 3
@@ -338,7 +344,7 @@ def test_stale_owner_cannot_complete_or_release_after_a_takeover(store):
 
 def test_completed_record_is_never_taken_over_before_it_expires(store):
     claim = store.claim(attempt())
-    store.complete(claim, RESPONSE)
+    complete(store, claim, RESPONSE)
     set_time(claim.record_id, "locked_until", -3600)
 
     assert store.claim(attempt()).outcome is ClaimOutcome.REPLAY
@@ -348,7 +354,7 @@ def test_completed_record_is_never_taken_over_before_it_expires(store):
 @pytest.mark.parametrize("fingerprint", [FINGERPRINT, OTHER_FINGERPRINT], ids=["same", "other"])
 def test_expired_completed_record_is_taken_over_by_any_request(store, fingerprint):
     claim = store.claim(attempt())
-    store.complete(claim, RESPONSE)
+    complete(store, claim, RESPONSE)
     set_time(claim.record_id, "expires_at", -1)
 
     taker = store.claim(attempt(fingerprint=fingerprint))
@@ -372,7 +378,7 @@ def test_expired_running_record_with_a_live_lock_is_not_taken_over(store):
 
     assert store.claim(attempt()).outcome is ClaimOutcome.IN_PROGRESS
     assert store.claim(attempt(fingerprint=OTHER_FINGERPRINT)).outcome is ClaimOutcome.MISMATCH
-    assert store.complete(running, RESPONSE) is True
+    assert complete(store, running, RESPONSE) is True
 
 
 def test_expired_running_record_whose_lock_expired_is_taken_over_by_another_request(store):
@@ -383,7 +389,7 @@ def test_expired_running_record_whose_lock_expired_is_taken_over_by_another_requ
     taker = store.claim(attempt(fingerprint=OTHER_FINGERPRINT))
 
     assert taker.outcome is ClaimOutcome.ACQUIRED
-    assert store.complete(stale, RESPONSE) is False
+    assert complete(store, stale, RESPONSE) is False
     assert IdempotencyRecord.objects.get().fingerprint == OTHER_FINGERPRINT
 
 

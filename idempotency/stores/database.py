@@ -3,17 +3,31 @@
 Every write is one statement. The claim is an insert that does nothing on
 conflict, never check-then-insert, so two requests can never both acquire a
 key at any isolation level. Every later write is conditional on the version
-its writer read, which fences off a worker that lost its lock.
+its writer read, which fences off a worker that lost its lock. The call runs
+in a transaction that commits together with the stored outcome.
+
+The SQL is built once per store (``Statements``); ``get_store`` keeps one
+store per database alias. ``stores.postgresql`` refines the claim for
+PostgreSQL (one prepared statement, committed without a flush).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    transaction,
+)
 
 from idempotency.models import IdempotencyRecord, Status
 from idempotency.stores.base import (
@@ -22,204 +36,385 @@ from idempotency.stores.base import (
     ClaimOutcome,
     StoreContentionError,
     StoredResponse,
+    StoreMisconfiguredError,
     StoreUnavailableError,
 )
 from idempotency.stores.dialects import Dialect, dialect_for
+from idempotency.stores.transactions import (
+    after_commits,
+    enclosing_rollback_elsewhere,
+    leave,
+)
+
+logger = logging.getLogger("idempotency")
 
 # A claim that finds the record changing under it (released, taken over)
 # reads again; after this many rounds it reports the key as in progress.
 CLAIM_ROUNDS = 3
+# The columns of a fresh claim, in the order of ``Statements.claim_values``.
+CLAIM_COLUMNS = ("scope", "key", "fingerprint", "method", "path", "locked_until", "expires_at")
 
 
-class DatabaseRecordStore:
-    def __init__(self, alias: str) -> None:
-        self.alias = alias
-        self.connection = connections[alias]
-        self.dialect: Dialect = dialect_for(self.connection.vendor)
+@dataclass
+class _Transaction:
+    """The transaction an acquired call runs in: our own atomic block (a
+    savepoint inside an enclosing one, such as ATOMIC_REQUESTS'), while it is
+    open; None once it ended, or when the call owns its transactions."""
+
+    atomic: Any
+
+
+class Statements:
+    """The store's SQL for one backend and table, built once."""
+
+    def __init__(self, dialect: Dialect, quote: Callable[[str], str]) -> None:
         meta = IdempotencyRecord._meta
-        quote = self.connection.ops.quote_name
-        self.table = quote(meta.db_table)
-        self.c = {f.name: quote(str(f.column)) for f in meta.concrete_fields}
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        # A commit that fails after the view returned (the connection lost, a
-        # serialization failure) is the store's failure, not the view's:
-        # it is answered 503 or 409 like the store's other failures. Errors
-        # raised by the view itself pass through untouched.
-        committing = False
-        try:
-            with transaction.atomic(using=self.alias):
-                yield
-                committing = True
-        except (OperationalError, InterfaceError) as error:
-            if not committing:
-                raise
-            raise _translated(error) from error
-
-    def on_commit(self, callback: Callable[[], object]) -> None:
-        transaction.on_commit(callback, using=self.alias)
-
-    def claim(self, attempt: Attempt) -> Claim:
-        self._refuse_oversized(attempt)
-        with self._reachable():
-            for _ in range(CLAIM_ROUNDS):
-                record_id = self._insert(attempt)
-                if record_id is not None:
-                    return Claim(ClaimOutcome.ACQUIRED, record_id, version=1)
-                row = self._read(attempt.scope, attempt.key)
-                if row is None:
-                    continue  # released between our insert and our read
-                claim = self._judge(attempt, row)
-                if claim is not None:
-                    return claim
-        return Claim(ClaimOutcome.IN_PROGRESS)
-
-    def complete(self, claim: Claim, response: StoredResponse) -> bool:
-        c = self.c
-        sql = (
-            f"UPDATE {self.table} SET {c['status']} = %s, {c['response_status']} = %s, "
-            f"{c['response_headers']} = %s, {c['response_body']} = %s, "
+        self.dialect = dialect
+        self.table = t = quote(meta.db_table)
+        self.c = c = {f.name: quote(str(f.column)) for f in meta.concrete_fields}
+        d = dialect
+        # A fresh in-progress claim, for insert and takeover alike; the
+        # placeholders follow CLAIM_COLUMNS minus scope and key.
+        fresh = {
+            "fingerprint": "%s",
+            "status": f"'{Status.IN_PROGRESS.value}'",
+            "method": "%s",
+            "path": "%s",
+            "response_status": "NULL",
+            "response_headers": "'{}'",
+            "response_body": "NULL",
+            "sensitive": d.false,
+            "locked_until": d.now_plus,
+            "created_at": d.now,
+            "expires_at": d.now_plus,
+        }
+        values = {"scope": "%s", "key": "%s", "version": "1", **fresh}
+        self.insert_columns = ", ".join(c[name] for name in values)
+        self.claim_values = ", ".join(values.values())
+        self.insert = (
+            f"{d.insert} {t} ({self.insert_columns}) VALUES ({self.claim_values}) "
+            + d.on_conflict.format(id=c["id"])
+        )
+        self.insert_nowait = d.nowait + self.insert
+        assignments = ", ".join(f"{c[name]} = {sql}" for name, sql in fresh.items())
+        self.take_over = (
+            f"UPDATE {t} SET {assignments}, {c['version']} = {c['version']} + 1 "
+            f"WHERE {c['id']} = %s AND {c['version']} = %s AND ({c['locked_until']} <= {d.now} "
+            f"OR ({c['status']} = '{Status.COMPLETED.value}' AND {c['expires_at']} <= {d.now}))"
+        )
+        # What _judge reads of a record, expiry judged by the database clock.
+        self.record_columns = (
+            f"{c['id']}, {c['version']}, {c['fingerprint']}, {c['status']}, "
+            f"{c['response_status']}, {c['response_headers']}, {c['response_body']}, "
+            f"{c['sensitive']}, CASE WHEN {c['expires_at']} <= {d.now} THEN 1 ELSE 0 END, "
+            f"{d.seconds_until.format(column=c['locked_until'])}"
+        )
+        self.read = (
+            f"SELECT {self.record_columns} FROM {t} WHERE {c['scope']} = %s AND {c['key']} = %s"
+        )
+        self.complete = (
+            f"UPDATE {t} SET {c['status']} = '{Status.COMPLETED.value}', "
+            f"{c['response_status']} = %s, {c['response_headers']} = %s, "
+            f"{c['response_body']} = %s, {c['sensitive']} = %s, "
             f"{c['version']} = {c['version']} + 1, {c['locked_until']} = NULL "
             f"WHERE {c['id']} = %s AND {c['version']} = %s"
         )
-        params = [
-            Status.COMPLETED.value,
+        self.release = f"DELETE FROM {t} WHERE {c['id']} = %s AND {c['version']} = %s"
+
+    def read_any(self, count: int) -> str:
+        """``read`` for one of ``count`` keys (the digests under old secrets)."""
+        keys = ", ".join(["%s"] * count)
+        c = self.c
+        return (
+            f"SELECT {self.record_columns} FROM {self.table} "
+            f"WHERE {c['scope']} = %s AND {c['key']} IN ({keys})"
+        )
+
+    def fresh_params(self, attempt: Attempt) -> list[Any]:
+        d = self.dialect
+        return [
+            attempt.fingerprint,
+            attempt.method,
+            attempt.path,
+            d.offset(attempt.lock_for),
+            d.offset(attempt.ttl),
+        ]
+
+    def claim_params(self, attempt: Attempt) -> list[Any]:
+        return [attempt.scope, attempt.key, *self.fresh_params(attempt)]
+
+    @staticmethod
+    def complete_params(claim: Claim, response: StoredResponse) -> list[Any]:
+        return [
             response.status,
             json.dumps(response.headers),
             response.body,
+            response.sensitive,
             claim.record_id,
             claim.version,
         ]
-        with self._reachable():
-            return self._execute(sql, params) == 1
+
+
+class DatabaseRecordStore:
+    def __init__(self, alias: str, connection: Any = None) -> None:
+        self.alias = alias
+        self._connection = connection  # a given connection, else the thread's for ``alias``
+        self._sql: Statements | None = None
+
+    @property
+    def sql(self) -> Statements:
+        # Built on first use, inside the store's error handling: telling
+        # MariaDB from MySQL needs the server, which may be unreachable.
+        if self._sql is None:
+            self._sql = self._statements()
+        return self._sql
+
+    def _statements(self) -> Statements:
+        return Statements(dialect_for(self.connection), self.connection.ops.quote_name)
+
+    @property
+    def connection(self) -> Any:
+        # Looked up on each use: connections are per thread, and an async
+        # view's store calls run in a worker thread.
+        return self._connection or connections[self.alias]
+
+    # ------------------------------------------------------------ protocol
+
+    def claim(self, attempt: Attempt) -> Claim:
+        self._refuse_oversized(attempt)
+        nested = self.connection.in_atomic_block
+        if nested and self.connection.needs_rollback:
+            # An earlier claim of this request failed inside the enclosing
+            # transaction, which can only roll back now.
+            raise StoreContentionError("the enclosing transaction is marked for rollback")
+        try:
+            with self._reachable():
+                claim = self._claim(attempt)
+        except (StoreContentionError, StoreUnavailableError, StoreMisconfiguredError):
+            if nested and self.connection.vendor == "postgresql":
+                # PostgreSQL aborted the enclosing transaction: it cannot commit.
+                transaction.set_rollback(True, using=self.alias)
+            raise
+        if claim.outcome is not ClaimOutcome.ACQUIRED:
+            return claim
+        atomic = None
+        if attempt.atomic:
+            atomic = transaction.atomic(using=self.alias)
+            with self._reachable():
+                atomic.__enter__()
+        return replace(claim, transaction=_Transaction(atomic))
+
+    def finish(self, claim: Claim, response: StoredResponse, on_commit: Callable[[], None]) -> bool:
+        txn: _Transaction = claim.transaction  # type: ignore[assignment]
+        later = self._enclosing_on_other_databases()
+        if later:
+            # The call's writes on those databases commit after it returns:
+            # storing the outcome first would let a failed commit there be
+            # replayed as a success (docs/transactions.md, several databases).
+            self._end(txn)
+            self._complete_after(later, claim, response, on_commit)
+            return True
+        if not self._complete_and_end(txn, claim, response):
+            return False
+        # At once in autocommit; with an enclosing transaction, after it commits.
+        transaction.on_commit(on_commit, using=self.alias)
+        return True
 
     def release(self, claim: Claim) -> bool:
-        c = self.c
-        sql = f"DELETE FROM {self.table} WHERE {c['id']} = %s AND {c['version']} = %s"
+        self._end(claim.transaction, rollback=True)  # type: ignore[arg-type]
         with self._reachable():
-            return self._execute(sql, [claim.record_id, claim.version]) == 1
+            return self._execute(self.sql.release, [claim.record_id, claim.version]) == 1
+
+    def rollback_requested(self, claim: Claim) -> bool:
+        txn: _Transaction = claim.transaction  # type: ignore[assignment]
+        if txn.atomic is not None and self.connection.needs_rollback:
+            return True
+        return enclosing_rollback_elsewhere(self.alias)
+
+    # ------------------------------------------------------------ the claim
 
     def _refuse_oversized(self, attempt: Attempt) -> None:
-        # MariaDB's INSERT IGNORE would store a truncated key even in strict
+        # MariaDB's INSERT IGNORE would store a truncated scope even in strict
         # mode, and the claim would then never find its own record again.
         for name in ("scope", "key"):
             limit = getattr(IdempotencyRecord._meta.get_field(name), "max_length", 0)
             if len(getattr(attempt, name)) > limit:
                 raise ValueError(f"The idempotency {name} is longer than its column ({limit}).")
 
-    def _fresh_claim(self, attempt: Attempt) -> dict[str, tuple[str, list[Any]]]:
-        """Column -> (SQL, params) of an in-progress claim, for insert and takeover alike."""
-        d = self.dialect
-        return {
-            "fingerprint": ("%s", [attempt.fingerprint]),
-            "status": ("%s", [Status.IN_PROGRESS.value]),
-            "method": ("%s", [attempt.method]),
-            "path": ("%s", [attempt.path]),
-            "response_status": ("NULL", []),
-            "response_headers": ("'{}'", []),
-            "response_body": ("NULL", []),
-            "locked_until": (d.now_plus, [d.offset(attempt.lock_for)]),
-            "created_at": (d.now, []),
-            "expires_at": (d.now_plus, [d.offset(attempt.ttl)]),
-        }
+    def _claim(self, attempt: Attempt) -> Claim:
+        if attempt.previous_keys:
+            rows = self._rows(self.sql.read_any(len(attempt.previous_keys)),
+                              [attempt.scope, *attempt.previous_keys])  # fmt: skip
+            claim = self._judge(attempt, rows[0]) if rows else None
+            if claim is not None:
+                return claim
+        # Inside an enclosing transaction on InnoDB, a duplicate's INSERT IGNORE
+        # would wait on the first request's uncommitted row holding a next-key
+        # lock request that blocks other callers' new keys in the same index
+        # gap: read first (a consistent read locks nothing), and insert without
+        # waiting (a lock conflict is the duplicate's 409).
+        gap_locks = self.connection.in_atomic_block and bool(self.sql.dialect.nowait)
+        if gap_locks:
+            rows = self._rows(self.sql.read, [attempt.scope, attempt.key])
+            claim = self._judge(attempt, rows[0]) if rows else None
+            if claim is not None:
+                return claim
+        for _ in range(CLAIM_ROUNDS):
+            record_id, row = self._insert_or_read(attempt, nowait=gap_locks)
+            if record_id is not None:
+                return Claim(ClaimOutcome.ACQUIRED, record_id, version=1)
+            if row is None:
+                continue  # released between our insert and our read
+            claim = self._judge(attempt, row)
+            if claim is not None:
+                return claim
+        return Claim(ClaimOutcome.IN_PROGRESS)
 
-    def _insert(self, attempt: Attempt) -> int | None:
-        """Insert the claim; its id, or None when (scope, key) exists.
-
-        A plain insert, read separately only on conflict: on PostgreSQL a
-        single statement that also returned the existing record (a
-        data-modifying CTE) was measured at ~190 us more per new key to save
-        ~30 us per replay (benchmarks/results), and new keys are the hot path.
-        """
-        c, d = self.c, self.dialect
-        values = {
-            "scope": ("%s", [attempt.scope]),
-            "key": ("%s", [attempt.key]),
-            "version": ("1", []),
-            **self._fresh_claim(attempt),
-        }
-        columns = ", ".join(c[name] for name in values)
-        placeholders = ", ".join(sql for sql, _ in values.values())
-        sql = (
-            f"{d.insert} {self.table} ({columns}) VALUES ({placeholders}) "
-            + d.on_conflict.format(id=c["id"])
-        )
-        params = [param for _, params in values.values() for param in params]
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            if d.returns_id:
+    def _insert_or_read(
+        self, attempt: Attempt, nowait: bool = False
+    ) -> tuple[int | None, Sequence[Any] | None]:
+        """Insert the claim: (its id, None); or, when (scope, key) exists,
+        (None, the record as ``_judge`` reads it, or None if it just went)."""
+        sql = self.sql.insert_nowait if nowait else self.sql.insert
+        with self._cursor() as cursor:
+            cursor.execute(sql, self.sql.claim_params(attempt))
+            if self.sql.dialect.returns_id:
                 row = cursor.fetchone()
-                return None if row is None else int(row[0])
-            return int(cursor.lastrowid) if cursor.rowcount == 1 else None
+                inserted = None if row is None else int(row[0])
+            else:
+                inserted = int(cursor.lastrowid) if cursor.rowcount == 1 else None
+        if inserted is not None:
+            return inserted, None
+        rows = self._rows(self.sql.read, [attempt.scope, attempt.key])
+        return None, rows[0] if rows else None
 
-    def _read(self, scope: str, key: str) -> Sequence[Any] | None:
-        """The record as ``_judge`` reads it, expiry judged by the database clock."""
-        c, now = self.c, self.dialect.now
-        sql = (
-            f"SELECT {c['id']}, {c['version']}, {c['fingerprint']}, {c['status']}, "
-            f"{c['response_status']}, {c['response_headers']}, {c['response_body']}, "
-            f"CASE WHEN {c['expires_at']} <= {now} THEN 1 ELSE 0 END, "
-            f"CASE WHEN {c['locked_until']} <= {now} THEN 1 ELSE 0 END "
-            f"FROM {self.table} WHERE {c['scope']} = %s AND {c['key']} = %s"
-        )
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, [scope, key])
-            row: Sequence[Any] | None = cursor.fetchone()
-            return row
-
-    def _judge(self, attempt: Attempt, row: Sequence[Any]) -> Claim | None:
-        record_id, version, fingerprint, status, *response, expired, lock_expired = row
+    def _judge(self, attempt: Attempt, row: Sequence[Any], take_over: bool = True) -> Claim | None:
+        """What a record means for ``attempt``; ``None`` when it must be read
+        again (a takeover lost to another request, or not made: ``take_over``)."""
+        record_id, version, fingerprint, status, *response, sensitive, expired, lock_left = row
         in_progress = status == Status.IN_PROGRESS
+        lock_expired = lock_left is None or float(lock_left) <= 0
         if expired and not (in_progress and not lock_expired):
             # Past its expiry a record is as if absent: any request may reuse
             # the key. A request still running under a live lock keeps it,
             # even past the TTL, or a view slower than its TTL could run twice.
-            return self._take_over(attempt, record_id, version)
+            return self._take_over(attempt, record_id, version) if take_over else None
         if fingerprint != attempt.fingerprint:
             return Claim(ClaimOutcome.MISMATCH, record_id, version)
         if in_progress and lock_expired:
-            return self._take_over(attempt, record_id, version)
+            return self._take_over(attempt, record_id, version) if take_over else None
         if in_progress:
-            return Claim(ClaimOutcome.IN_PROGRESS, record_id, version)
-        return Claim(ClaimOutcome.REPLAY, record_id, version, response=_stored(*response))
+            remaining = timedelta(seconds=float(lock_left))
+            return Claim(ClaimOutcome.IN_PROGRESS, record_id, version, lock_remaining=remaining)
+        stored = _stored(*response, sensitive=bool(sensitive))
+        return Claim(ClaimOutcome.REPLAY, record_id, version, response=stored)
 
     def _take_over(self, attempt: Attempt, record_id: int, version: int) -> Claim | None:
-        c, now = self.c, self.dialect.now
-        values = self._fresh_claim(attempt)
-        assignments = ", ".join(f"{c[name]} = {sql}" for name, (sql, _) in values.items())
-        sql = (
-            f"UPDATE {self.table} SET {assignments}, {c['version']} = {c['version']} + 1 "
-            f"WHERE {c['id']} = %s AND {c['version']} = %s AND ({c['locked_until']} <= {now} "
-            f"OR ({c['status']} = %s AND {c['expires_at']} <= {now}))"
-        )
-        params = [param for _, params in values.values() for param in params]
-        params += [record_id, version, Status.COMPLETED.value]
-        if self._execute(sql, params) != 1:
+        params = [*self.sql.fresh_params(attempt), record_id, version]
+        if self._execute(self.sql.take_over, params) != 1:
             return None  # another request took it first: read again
         return Claim(ClaimOutcome.ACQUIRED, record_id, version + 1, taken_over=True)
 
+    # ------------------------------------------------------- the outcome
+
+    def _complete_and_end(self, txn: _Transaction, claim: Claim, response: StoredResponse) -> bool:
+        """Store the outcome and leave the call's transaction, committing it;
+        ``False`` (rolled back) when another writer holds the record."""
+        with self._reachable():
+            stored = self._complete(claim, response)
+        self._end(txn, rollback=not stored)
+        return stored
+
+    def _complete(self, claim: Claim, response: StoredResponse) -> bool:
+        return self._execute(self.sql.complete, self.sql.complete_params(claim, response)) == 1
+
+    def _complete_after(
+        self,
+        aliases: list[str],
+        claim: Claim,
+        response: StoredResponse,
+        on_commit: Callable[[], None],
+    ) -> None:
+        def complete() -> None:
+            try:
+                with self._reachable():
+                    stored = self._complete(claim, response)
+            except (StoreUnavailableError, StoreContentionError) as error:
+                # The call's writes are committed and its outcome is not: the
+                # record stays in progress until LOCK_TIMEOUT.
+                logger.error(
+                    "Idempotency outcome lost after the call committed (the record stays in "
+                    "progress until LOCK_TIMEOUT) record=%s: %s", claim.record_id, error,
+                )  # fmt: skip
+                return
+            if stored:
+                on_commit()
+
+        after_commits(aliases, complete)
+
+    def _enclosing_on_other_databases(self) -> list[str]:
+        return [
+            connection.alias
+            for connection in connections.all(initialized_only=True)
+            if connection.alias != self.alias and connection.in_atomic_block
+        ]
+
+    def _end(self, txn: _Transaction | None, rollback: bool = False) -> None:
+        """Leave our own atomic block, committing unless ``rollback``."""
+        if txn is None:
+            return
+        atomic, txn.atomic = txn.atomic, None
+        if atomic is None:
+            return
+        # A commit that fails after the call returned (the connection lost, a
+        # serialization failure) is the store's failure, not the call's.
+        try:
+            leave(atomic, rollback)
+        except (OperationalError, InterfaceError) as error:
+            raise _translated(error) from error
+
+    # ------------------------------------------------------------ plumbing
+
+    def _cursor(self) -> Any:
+        return self.connection.cursor()
+
     def _execute(self, sql: str, params: list[Any]) -> int:
-        with self.connection.cursor() as cursor:
+        with self._cursor() as cursor:
             cursor.execute(sql, params)
             return int(cursor.rowcount)
+
+    def _rows(self, sql: str, params: list[Any]) -> list[Sequence[Any]]:
+        with self._cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
 
     @contextmanager
     def _reachable(self) -> Iterator[None]:
         # Connection failures mean "cannot tell who holds the key": the caller
-        # answers 503 rather than run the view unprotected. Lock conflicts
-        # mean a concurrent request on the same key: 409. Programming errors
-        # (a missing table) stay loud.
+        # answers 503 rather than run unprotected. Lock conflicts mean a
+        # concurrent request on the same key: 409. A missing table is a
+        # deployment error, loud, not an outage.
         try:
             yield
-        except (OperationalError, InterfaceError) as error:
-            raise _translated(error) from error
+        except DatabaseError as error:
+            if _is_missing_table(error):
+                raise StoreMisconfiguredError(
+                    f"The idempotency records table or its functions do not exist in database "
+                    f"{self.alias!r}: run manage.py migrate idempotency --database {self.alias}."
+                ) from error
+            if isinstance(error, OperationalError | InterfaceError):
+                raise _translated(error) from error
+            raise
 
 
 # PostgreSQL SQLSTATEs: serialization_failure, deadlock_detected,
 # lock_not_available. MariaDB error numbers: lock wait timeout, deadlock.
 CONTENTION_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 CONTENTION_ERRNOS = frozenset({1205, 1213})
+# PostgreSQL undefined_table and undefined_function (migration 0004 not run);
+# MariaDB ER_NO_SUCH_TABLE; SQLite's message.
+MISSING_TABLE_SQLSTATES = frozenset({"42P01", "42883"})
+MISSING_TABLE_ERRNOS = frozenset({1146})
 
 
 def _translated(error: Exception) -> Exception:
@@ -228,19 +423,37 @@ def _translated(error: Exception) -> Exception:
     return StoreUnavailableError(str(error))
 
 
+def _driver_error(error: Exception) -> BaseException:
+    return error.__cause__ or error
+
+
+def _error_code(error: Exception) -> object:
+    driver_error = _driver_error(error)
+    return driver_error.args[0] if driver_error.args else None
+
+
 def _is_contention(error: Exception) -> bool:
-    driver_error = error.__cause__ or error
-    if getattr(driver_error, "sqlstate", None) in CONTENTION_SQLSTATES:
+    if getattr(_driver_error(error), "sqlstate", None) in CONTENTION_SQLSTATES:
         return True
-    code = driver_error.args[0] if driver_error.args else None
+    code = _error_code(error)
     return isinstance(code, int) and code in CONTENTION_ERRNOS
 
 
-def _stored(status: int | None, headers: Any, body: Any) -> StoredResponse:
-    if isinstance(headers, (str, bytes)):
+def _is_missing_table(error: Exception) -> bool:
+    if getattr(_driver_error(error), "sqlstate", None) in MISSING_TABLE_SQLSTATES:
+        return True
+    code = _error_code(error)
+    if isinstance(code, int):
+        return code in MISSING_TABLE_ERRNOS
+    return isinstance(code, str) and code.startswith("no such table")
+
+
+def _stored(status: int | None, headers: Any, body: Any, *, sensitive: bool) -> StoredResponse:
+    if isinstance(headers, str | bytes):
         headers = json.loads(headers)
     return StoredResponse(
         status=int(status or 0),
         headers=dict(headers or {}),
         body=None if body is None else bytes(body),
+        sensitive=sensitive,
     )

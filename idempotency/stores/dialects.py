@@ -6,7 +6,7 @@ whose clocks disagree still agree on expiry and locks (contract section 2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -19,11 +19,17 @@ class Dialect:
     now: str
     # One placeholder, filled by ``offset()``: now plus a duration.
     now_plus: str
+    # Seconds from now until ``{column}`` (negative once past; NULL for NULL).
+    seconds_until: str
     # INSERT prefix and suffix around the column list and values; the insert
     # adds no row and raises nothing when (scope, key) exists.
     insert: str
     on_conflict: str
-    returns_id: bool  # RETURNING id, rather than cursor.lastrowid
+    returns_id: bool  # RETURNING id, rather than rowcount and lastrowid
+    # A prefix that makes one statement fail at once rather than wait for a
+    # row lock ("" where the database cannot say so per statement).
+    nowait: str = ""
+    false: str = "FALSE"
 
     def offset(self, duration: timedelta) -> int | str:
         return duration // timedelta(microseconds=1)
@@ -34,12 +40,15 @@ class SQLite(Dialect):
         return f"{duration.total_seconds():+.6f} seconds"
 
 
+_SQLITE_NOW = "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now')"
+
 DIALECTS: dict[str, Dialect] = {
     # STATEMENT_TIMESTAMP, not NOW: NOW() is frozen at the start of the
     # transaction, which under ATOMIC_REQUESTS began before the view ran.
     "postgresql": Dialect(
         now="STATEMENT_TIMESTAMP()",
         now_plus="STATEMENT_TIMESTAMP() + %s * INTERVAL '1 microsecond'",
+        seconds_until="EXTRACT(EPOCH FROM ({column} - STATEMENT_TIMESTAMP()))",
         insert="INSERT INTO",
         on_conflict="ON CONFLICT DO NOTHING RETURNING {id}",
         returns_id=True,
@@ -49,23 +58,36 @@ DIALECTS: dict[str, Dialect] = {
     "mysql": Dialect(
         now="UTC_TIMESTAMP(6)",
         now_plus="UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND",
+        seconds_until="TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), {column}) / 1000000",
         insert="INSERT IGNORE INTO",
         on_conflict="",
         returns_id=False,
     ),
     # Django stores SQLite datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff' text in
-    # UTC, which compares correctly with this format as text.
+    # UTC, which compares correctly with this format as text. No RETURNING:
+    # it needs SQLite 3.35, and Django 5.2 supports 3.31; rowcount and
+    # lastrowid cost nothing in process.
     "sqlite": SQLite(
-        now="STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now')",
+        now=_SQLITE_NOW,
         now_plus="STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %s)",
+        seconds_until="(JULIANDAY({column}) - JULIANDAY('now')) * 86400.0",
         insert="INSERT INTO",
-        on_conflict="ON CONFLICT DO NOTHING RETURNING {id}",
-        returns_id=True,
+        on_conflict="ON CONFLICT DO NOTHING",
+        returns_id=False,
+        false="0",
     ),
 }
 
 
-def dialect_for(vendor: str) -> Dialect:
+# MariaDB 10.3+: a lock wait of 0 for this statement only. MySQL has no
+# per-statement form for it.
+MARIADB = replace(DIALECTS["mysql"], nowait="SET STATEMENT innodb_lock_wait_timeout = 0 FOR ")
+
+
+def dialect_for(connection: BaseDatabaseWrapper | str) -> Dialect:
+    vendor = connection if isinstance(connection, str) else connection.vendor
+    if not isinstance(connection, str) and getattr(connection, "mysql_is_mariadb", False):
+        return MARIADB
     try:
         return DIALECTS[vendor]
     except KeyError:

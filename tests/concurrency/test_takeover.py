@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from idempotency.keys import digest
 from idempotency.models import IdempotencyRecord, Status
 from tests.concurrency.race import TALLIES, Answer, client_answer, closing_connection
 from tests.testapp.models import Charge
@@ -38,7 +39,7 @@ def post(key: str, body: dict[str, Any]) -> Answer:
 def wait_for_record(key: str, timeout: float = 5) -> IdempotencyRecord:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        record = IdempotencyRecord.objects.filter(key=key).first()
+        record = IdempotencyRecord.objects.filter(key=digest(key)).first()
         if record is not None:
             return record
         time.sleep(0.01)
@@ -66,7 +67,7 @@ def test_a_stale_worker_is_rolled_back_and_superseded_by_the_takeover(transactio
     assert not taker_answer.replayed
     # Only the taker's write committed: the stale worker's Charge was rolled back.
     assert list(Charge.objects.values_list("pk", flat=True)) == [taker_answer.json["id"]]
-    record = IdempotencyRecord.objects.get(key=key)
+    record = IdempotencyRecord.objects.get(key=digest(key))
     assert (record.status, record.version) == (Status.COMPLETED, 3)
     assert record.response_status == 201
     assert bytes(record.response_body) == taker_answer.body

@@ -1,17 +1,15 @@
 """Faults injected into a real deployment: gunicorn workers on PostgreSQL or
 MariaDB, killed, outlived, cut off from their database.
 
-Like tests/concurrency, the tests that start a server are not collected on
-SQLite (one writer at a time: the races prove nothing there, and a gunicorn
-process cannot reach pytest-django's in-memory test database); the in-process
-tests of this folder (hostile input and friends) run on every database.
-test_commit_failure.py needs a constraint checked at COMMIT, which InnoDB does
-not have: it is not collected on MariaDB.
+Like tests/concurrency, the tests that start a server carry the
+``concurrency`` marker and are reported as skipped on SQLite (one writer at a
+time: the races prove nothing there, and a gunicorn process cannot reach
+pytest-django's in-memory test database); the in-process tests of this folder
+(hostile input and friends) run on every database.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,25 +17,6 @@ import pytest
 
 from tests.reliability.faults import LOCK_TIMEOUT, TALLIES, Markers
 from tests.servers import Server, gunicorn_server
-
-SERVER_DATABASES = ("postgresql", "mariadb")
-DATABASE = os.environ.get("IDEMPOTENCY_TEST_DB", "sqlite")
-
-# The tests that run gunicorn against the test database.
-SERVER_TESTS = [
-    "test_storm.py",
-    "test_worker_kill.py",
-    "test_stale_worker.py",
-    "test_outage.py",
-    "test_commit_failure.py",
-]
-
-if DATABASE not in SERVER_DATABASES:
-    # test_clock_skew.py too: on SQLite the "database clock" is the skewed
-    # app process's own clock, so the test would prove nothing.
-    collect_ignore = [*SERVER_TESTS, "test_clock_skew.py"]
-elif DATABASE == "mariadb":
-    collect_ignore = ["test_commit_failure.py"]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from idempotency.keys import digest
 from idempotency.models import IdempotencyRecord
 from tests.servers import free_port
 from tests.testapp.models import Charge
@@ -68,7 +69,7 @@ def committed(key: str) -> list[int]:
 
 
 def record_of(key: str) -> IdempotencyRecord | None:
-    return IdempotencyRecord.objects.filter(key=key).first()
+    return IdempotencyRecord.objects.filter(key=digest(key)).first()
 
 
 class TcpProxy:

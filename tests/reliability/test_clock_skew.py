@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from idempotency.keys import digest
 from idempotency.models import IdempotencyRecord, Status
 from idempotency.stores.dialects import dialect_for
 from tests.servers import Server, gunicorn_server
@@ -96,7 +97,7 @@ def test_records_carry_the_database_clock_not_the_app_clock(servers, name):
 
     after = database_now()
     assert answer.status == 201
-    record = IdempotencyRecord.objects.get(key=key)
+    record = IdempotencyRecord.objects.get(key=digest(key))
     assert before <= record.created_at <= after
     assert record.expires_at - record.created_at == timedelta(hours=24)
     assert record.locked_until is None
@@ -108,7 +109,7 @@ def test_expiry_is_when_the_database_says_whichever_server_wrote_or_reads(server
     body = {"amount": 3}
     first = servers[writer].request("POST", "/short-ttl/", body, key)
     assert first.status == 201
-    record = IdempotencyRecord.objects.get(key=key)
+    record = IdempotencyRecord.objects.get(key=digest(key))
     assert record.expires_at - record.created_at == SHORT_TTL
 
     # Retry through the other server until the key is usable again.
@@ -143,10 +144,10 @@ def test_takeover_happens_when_the_database_says_the_lock_expired(servers, holde
         before = database_now()
         held = pool.submit(servers[holder].request, "POST", "/plain/", body, key)
         deadline = time.monotonic() + 10
-        while not IdempotencyRecord.objects.filter(key=key).exists():
+        while not IdempotencyRecord.objects.filter(key=digest(key)).exists():
             assert time.monotonic() < deadline, "the holder never claimed the key"
             time.sleep(0.05)
-        record = IdempotencyRecord.objects.get(key=key)
+        record = IdempotencyRecord.objects.get(key=digest(key))
         assert record.status == Status.IN_PROGRESS
         assert before <= record.created_at <= database_now()
         assert record.locked_until - record.created_at == LOCK_TIMEOUT

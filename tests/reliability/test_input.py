@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from idempotency.keys import digest
 from idempotency.models import IdempotencyRecord
 from tests.testapp.models import Charge
 
@@ -73,6 +74,8 @@ def expected_key(raw: str) -> str | None:
         if match is None:
             return None
         value = re.sub(r'\\(["\\])', r"\1", match.group(1))
+    elif "," in value:
+        return None  # a list, or the header sent twice
     if not value or len(value) > 255 or not all(" " <= c <= "~" for c in value):
         return None
     return value
@@ -296,7 +299,7 @@ def test_any_key_text_is_accepted_exactly_when_the_contract_says(
         assert not IdempotencyRecord.objects.exists()
     else:
         assert (first, second) == ("view", "replay"), repr(raw)
-        assert IdempotencyRecord.objects.get().key == key
+        assert IdempotencyRecord.objects.get().key == digest(key)
 
 
 @PROPERTY
@@ -322,7 +325,7 @@ def test_raw_header_bytes_decoded_as_latin1_are_accepted_exactly_when_the_contra
         assert (first, second) == ("key-invalid", "key-invalid"), repr(raw)
     else:
         assert (first, second) == ("view", "replay"), repr(raw)
-        assert IdempotencyRecord.objects.get().key == key
+        assert IdempotencyRecord.objects.get().key == digest(key)
 
 
 @PROPERTY
@@ -349,7 +352,7 @@ def test_two_header_values_share_a_record_exactly_when_they_carry_the_same_key(
     assert answers == expected, (first_raw, second_raw, keys)
     assert Charge.objects.count() == expected.count("view")
     assert sorted(IdempotencyRecord.objects.values_list("key", flat=True)) == sorted(
-        {key for key in keys if key is not None}
+        {digest(key) for key in keys if key is not None}
     )
 
 
@@ -369,7 +372,7 @@ def test_any_method_is_guarded_exactly_when_it_is_unsafe(
     if normalised in UNSAFE and with_key:
         assert (first, second) == ("view", "replay")
         record = IdempotencyRecord.objects.get()
-        assert (record.key, record.method) == ("method-key", normalised)
+        assert (record.key, record.method) == (digest("method-key"), normalised)
     else:
         assert not IdempotencyRecord.objects.exists()
         assert "replay" not in (first, second)

@@ -18,6 +18,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
+from idempotency.keys import digest
 from idempotency.models import IdempotencyRecord, Status
 from tests.test_http import assert_problem, claim_in_progress, send
 from tests.testapp.models import Charge
@@ -31,7 +32,7 @@ TENANT_PATH = "/tenant-callable/"
 
 
 def record_state(scope: str) -> tuple[Any, ...]:
-    record = IdempotencyRecord.objects.get(scope=scope, key=KEY)
+    record = IdempotencyRecord.objects.get(scope=scope, key=digest(KEY))
     return (record.status, record.version, record.locked_until, record.fingerprint,
             record.response_body and bytes(record.response_body))  # fmt: skip
 
@@ -75,7 +76,7 @@ CALLER_PAIRS = [
     "acme|Acme",
     "acme|acme ",
     "acme |acme",
-    "acme|acme\t",
+    "acme|acmé",
     "acme|other",
 ]
 
@@ -135,7 +136,8 @@ def test_another_scope_is_not_blocked_by_a_running_request_and_does_not_disturb_
     a_scope = newest_scope()
     IdempotencyRecord.objects.all().delete()
     Charge.objects.all().delete()
-    claim_in_progress(path, A_BODY, key=KEY, scope=a_scope)
+    a_principal = a_scope if path != TENANT_PATH else "anonymous"
+    claim_in_progress(path, A_BODY, key=KEY, scope=a_scope, principal=a_principal)
     a_record = record_state(a_scope)
     assert a_record[0] == Status.IN_PROGRESS
 
@@ -148,18 +150,18 @@ def test_another_scope_is_not_blocked_by_a_running_request_and_does_not_disturb_
     assert record_state(a_scope) == a_record  # same version, same lock
     assert_problem(a_retry, 409, "request-in-progress")  # A's own scope still sees A running
     assert Charge.objects.count() == 1
-    b_record = IdempotencyRecord.objects.exclude(scope=a_scope).get(key=KEY)
+    b_record = IdempotencyRecord.objects.exclude(scope=a_scope).get(key=digest(KEY))
     assert (b_record.status, b_record.version) == (Status.COMPLETED, 2)
 
 
-def test_tenants_that_differ_only_by_case_or_trailing_space_are_five_scopes():
-    tenants = ["acme", "ACME", "Acme", "acme ", "acme\t"]
+def test_tenants_that_differ_only_by_case_or_trailing_space_are_four_scopes():
+    tenants = ["acme", "ACME", "Acme", "acme "]
     answers = [
         send(Client(), TENANT_PATH, A_BODY, key=KEY, headers={"X-Tenant": t}) for t in tenants
     ]
 
-    assert [a.status_code for a in answers] == [201] * 5
-    assert len({a.content for a in answers}) == 5
+    assert [a.status_code for a in answers] == [201] * 4
+    assert len({a.content for a in answers}) == 4
     assert sorted(IdempotencyRecord.objects.values_list("scope", flat=True)) == sorted(
         f"tenant:{t}" for t in tenants
     )
@@ -169,4 +171,77 @@ def test_tenants_that_differ_only_by_case_or_trailing_space_are_five_scopes():
             "true",
             json.loads(first.content),
         )
-    assert Charge.objects.count() == 5
+    assert Charge.objects.count() == 4
+
+
+def test_a_scope_with_a_control_character_is_refused_not_stored():
+    # It would forge fields of a log line, and PostgreSQL refuses NUL.
+    for tenant in ("acme\t", "acme\x00", "ac\nme"):
+        response = send(Client(), TENANT_PATH, A_BODY, key=KEY, headers={"X-Tenant": tenant})
+        assert_problem(response, 500, "misconfigured")
+
+    assert not IdempotencyRecord.objects.exists()
+    assert Charge.objects.count() == 0
+
+
+# A property over random principals, scopes and keys (issue "Security")
+
+from django.contrib.auth.models import Group  # noqa: E402
+from hypothesis import HealthCheck, given  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tests.reliability.faults import LONG, mode  # noqa: E402
+
+# Who sends, and how: two users (one by session, one by token too), two bare
+# credentials, a principal model that is not the user model (as request.auth
+# and as request.user: the same principal), and the anonymous caller.
+PRINCIPALS = ("alice-session", "alice-token", "bob", "key-1", "key-2", "device", "device-as-user",
+              "anonymous")  # fmt: skip
+SAME_PRINCIPAL = {"alice-token": "alice-session", "device-as-user": "device"}
+CALLS = st.lists(
+    st.tuples(
+        st.sampled_from(PRINCIPALS),
+        st.sampled_from(["k1", "k2"]),  # few keys: collisions are the point
+        st.sampled_from([1, 2]),  # the amount: two bodies per key
+        st.booleans(),  # a tenant scope wider than the principal
+    ),
+    min_size=2,
+    max_size=10,
+)
+
+
+@hypothesis_settings(
+    max_examples=mode(40, 400), deadline=None, derandomize=not LONG, database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)  # fmt: skip
+@given(calls=CALLS)
+def test_no_request_ever_receives_a_response_made_for_another_principal(calls):
+    IdempotencyRecord.objects.all().delete()
+    Charge.objects.all().delete()
+    alice = User.objects.get_or_create(username="prop-alice")[0]
+    bob = User.objects.get_or_create(username="prop-bob")[0]
+    device = Group.objects.get_or_create(name="prop-device")[0]
+    token = Token.objects.get_or_create(user=alice)[0]
+    clients = {name: Client() for name in PRINCIPALS}
+    clients["alice-session"].force_login(alice)
+    clients["bob"].force_login(bob)
+    headers = {
+        "alice-token": {"Authorization": f"Token {token.key}"},
+        "key-1": {"X-Api-Key": "prop-key-1"},
+        "key-2": {"X-Api-Key": "prop-key-2"},
+        "device": {"X-Device": str(device.pk)},
+        "device-as-user": {"X-Device": str(device.pk), "X-Device-As": "user"},
+    }
+    made_for: dict[int, str] = {}  # charge id -> the principal whose request made it
+    for who, key, amount, tenant in calls:
+        principal = SAME_PRINCIPAL.get(who, who)
+        path = "/principal-tenant/" if tenant else "/principal/"
+        response = send(clients[who], path, {"amount": amount}, key=key,
+                        headers={**headers.get(who, {}), "X-Tenant": "acme"})  # fmt: skip
+        if response.status_code == 201 and "Idempotent-Replayed" not in response:
+            made_for[response.json()["id"]] = principal
+        elif response.status_code == 201:
+            assert made_for[response.json()["id"]] == principal, (who, calls)
+        else:
+            assert response.status_code == 422, (who, response.status_code, calls)

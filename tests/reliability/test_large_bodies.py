@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from idempotency.keys import digest
 from idempotency.models import IdempotencyRecord, Status
 from tests.servers import Server, gunicorn_server
 from tests.test_http import assert_problem, send
@@ -109,14 +110,14 @@ def test_a_50mb_response_passes_through_whole_is_not_stored_and_memory_stays_bou
     before = warm_up(one_worker)
     charges = Charge.objects.count()
 
-    status, headers, size, digest = post_streaming_answer(one_worker, path, body, key)
+    status, headers, size, body_digest = post_streaming_answer(one_worker, path, body, key)
     increase = peak_rss(worker_pid(one_worker)) - before
 
     assert (status, size) == (201, SIZE)
     letter = b"x" if path == "/plain/" else b"s"
-    assert digest == hashlib.sha256(letter * SIZE).hexdigest()
+    assert body_digest == hashlib.sha256(letter * SIZE).hexdigest()
     assert "Idempotent-Replayed" not in headers
-    record = IdempotencyRecord.objects.get(key=key)
+    record = IdempotencyRecord.objects.get(key=digest(key))
     assert (record.status, record.response_status, record.response_body) == (
         Status.COMPLETED, 201, None,
     )  # fmt: skip

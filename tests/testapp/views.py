@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 from typing import Any
 
@@ -232,6 +233,10 @@ def headers_view(request: HttpRequest) -> HttpResponse:
     # A raw header, as a proxying view would copy it; Django keeps
     # set_cookie() cookies apart from the headers.
     response["Set-Cookie"] = "raw-session=secret; Path=/"
+    for name in ("Authentication-Info", "Proxy-Authentication-Info", "X-Api-Key", "X-CSRFToken"):
+        response[name] = f"secret-{name.lower()}"
+    # U+2028: Django MIME-encodes it onto two lines, which it cannot set again.
+    response["X-Odd"] = "line\u2028separator"
     return response  # type: ignore[no-any-return]
 
 
@@ -363,11 +368,12 @@ def superseded_view(request: HttpRequest) -> HttpResponse:
 
     from django.db import connections
 
+    from idempotency.keys import digest
     from idempotency.models import IdempotencyRecord
     from idempotency.stores import Attempt, ClaimOutcome
     from idempotency.stores.database import DatabaseRecordStore
 
-    key = request.headers["Idempotency-Key"]
+    key = digest(request.headers["Idempotency-Key"])
     other = connections.create_connection("default")
     try:
         table = other.ops.quote_name(IdempotencyRecord._meta.db_table)
@@ -379,8 +385,7 @@ def superseded_view(request: HttpRequest) -> HttpResponse:
             )
             cursor.execute(f"SELECT fingerprint FROM {table} {where}", ["anonymous", key])
             (fingerprint,) = cursor.fetchone()
-        taker = DatabaseRecordStore("default")
-        taker.connection = other
+        taker = DatabaseRecordStore("default", connection=other)
         claim = taker.claim(
             Attempt(
                 scope="anonymous",
@@ -390,6 +395,7 @@ def superseded_view(request: HttpRequest) -> HttpResponse:
                 path=request.get_full_path(),
                 ttl=timedelta(hours=1),
                 lock_for=timedelta(hours=1),
+                atomic=False,
             )
         )
         if claim.outcome is not ClaimOutcome.ACQUIRED or not claim.taken_over:
@@ -417,7 +423,9 @@ def record_view(request: HttpRequest) -> HttpResponse:
     from idempotency.models import IdempotencyRecord
 
     Charge.objects.create(amount=0, label="record")
-    record = IdempotencyRecord.objects.get(key=request.headers["Idempotency-Key"])
+    from idempotency.keys import digest
+
+    record = IdempotencyRecord.objects.get(key=digest(request.headers["Idempotency-Key"]))
     assert record.locked_until is not None
     return JsonResponse(
         {
@@ -435,6 +443,7 @@ def claim_visibility_view(request: HttpRequest) -> HttpResponse:
     committed, ``[]`` while it is not (SQLite's shared cache: "locked")."""
     from django.db import OperationalError, connections
 
+    from idempotency.keys import digest
     from idempotency.models import IdempotencyRecord
 
     other = connections.create_connection("default")
@@ -443,7 +452,7 @@ def claim_visibility_view(request: HttpRequest) -> HttpResponse:
         with other.cursor() as cursor:
             cursor.execute(
                 f"SELECT status FROM {table} WHERE {other.ops.quote_name('key')} = %s",
-                [request.headers["Idempotency-Key"]],
+                [digest(request.headers["Idempotency-Key"])],
             )
             seen: Any = [status for (status,) in cursor.fetchall()]
     except OperationalError as error:
@@ -581,6 +590,10 @@ def credentials_view(request: HttpRequest) -> HttpResponse:
     response["Proxy-Authenticate"] = 'Basic realm="proxy"'
     response["Cookie"] = "sessionid=response-secret"
     response["Set-Cookie"] = "raw=response-secret; Path=/"
+    response["Authentication-Info"] = 'nextnonce="response-secret"'
+    response["Proxy-Authentication-Info"] = 'nextnonce="response-secret"'
+    response["X-Api-Key"] = "response-secret"
+    response["X-CSRFToken"] = "response-secret"
     response["X-Replayable"] = "yes"
     response.set_cookie("auth-token", "response-secret")
     return response
@@ -630,3 +643,117 @@ def clock_view(request: HttpRequest) -> HttpResponse:
         cursor.execute("SELECT " + dialect_for(connection.vendor).now.replace("%%", "%"))
         (database_now,) = cursor.fetchone()
     return JsonResponse({"pid": os.getpid(), "app": time.time(), "database": str(database_now)})
+
+
+# Views for tests/test_fingerprint.py: one DRF view per way its body can be
+# parsed before the fingerprint. Appended, with local imports.
+
+from rest_framework.decorators import parser_classes  # noqa: E402
+from rest_framework.parsers import FileUploadParser, JSONParser  # noqa: E402
+
+
+class ReadsDataWhenAskedPermission(permissions.BasePermission):
+    """Reads request.data before the view when the request carries
+    ``X-Read-Data``, so DRF, not the fingerprint, parses the body first."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        if "X-Read-Data" in request.headers:
+            request.data  # noqa: B018
+        return True
+
+
+class DecimalJSONParser(JSONParser):
+    """JSON with exact decimals, as money APIs parse it."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        import decimal
+
+        return json.load(stream, parse_float=decimal.Decimal)
+
+
+def _seen(request: Any) -> Any:
+    """What the view saw: fields, and each file's name and contents."""
+    import hashlib
+
+    Charge.objects.create(amount=0, label="fingerprint")
+    files = {
+        name: [upload.name, hashlib.sha256(upload.read()).hexdigest()]
+        for name, upload in request.FILES.items()
+    }
+    fields = {name: request.data[name] for name in request.data if name not in files}
+    return Response({"fields": fields, "files": files}, status=201)
+
+
+@api_view(["POST", "PUT", "PATCH"])
+@permission_classes([ReadsDataWhenAskedPermission])
+@idempotent
+def fingerprint_form_view(request: Any) -> Any:
+    """Multipart, form and JSON bodies, parsed first by DRF on ``X-Read-Data``."""
+    return _seen(request)
+
+
+@api_view(["POST", "PUT"])
+@permission_classes([ReadsDataWhenAskedPermission])
+@parser_classes([FileUploadParser])
+@idempotent
+def fingerprint_upload_view(request: Any, filename: str) -> Any:
+    """A raw upload through DRF's FileUploadParser."""
+    return _seen(request)
+
+
+@api_view(["POST"])
+@permission_classes([ReadsDataPermission])
+@parser_classes([DecimalJSONParser])
+@idempotent
+def fingerprint_decimal_view(request: Any) -> Any:
+    """JSON parsed with Decimal by DRF before the view."""
+    Charge.objects.create(amount=0, label="fingerprint-decimal")
+    return Response({"amount": str(request.data.get("amount"))}, status=201)
+
+
+# tests/stores: how often each key's view ran, whatever became of its writes.
+EXECUTIONS: dict[str, int] = {}
+_EXECUTIONS_LOCK = threading.Lock()
+
+
+@idempotent
+def counted_view(request: HttpRequest) -> HttpResponse:
+    """``perform``, counting its executions per key in ``EXECUTIONS``; with
+    ``fill_redis_port``, the Redis on that port is full when the view returns."""
+    with _EXECUTIONS_LOCK:
+        key = request.headers["Idempotency-Key"]
+        EXECUTIONS[key] = EXECUTIONS.get(key, 0) + 1
+    response = perform(request)
+    port = _options(request).get("fill_redis_port")
+    if port:  # Redis runs out of memory while the view runs
+        import redis
+
+        redis.Redis(port=int(port)).config_set("maxmemory", 1)
+    return response  # type: ignore[no-any-return]
+
+
+@idempotent
+def dies_after_commit_view(request: HttpRequest) -> HttpResponse:
+    """Writes a Charge labelled with the key; its first execution per key
+    SIGKILLs its own worker once that write has committed, before the store
+    keeps the response (an ``on_commit`` hook of the view's transaction).
+    Each execution appends its pid to ``<key>.runs`` under
+    ``IDEMPOTENCY_TEST_PID_DIR``; the first creates ``<key>.first`` there."""
+    import os
+    import signal
+    from pathlib import Path
+
+    from django.db import transaction
+
+    key = Path(request.headers["Idempotency-Key"]).name
+    marker = Path(os.environ["IDEMPOTENCY_TEST_PID_DIR"]) / key
+    with open(f"{marker}.runs", "a") as runs:
+        runs.write(f"{os.getpid()}\n")
+    charge = Charge.objects.create(amount=int(_options(request).get("amount") or 0), label=key)
+    try:
+        os.close(os.open(f"{marker}.first", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        pass
+    else:
+        transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
+    return JsonResponse({"id": charge.pk, "pid": os.getpid()}, status=201)

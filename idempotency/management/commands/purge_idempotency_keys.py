@@ -84,12 +84,21 @@ class Command(BaseCommand):
             self.stdout.write(f"Deleted {_records(total)}.")
 
 
+# A batch is one transaction: past this it would hold locks for seconds, and
+# past 2**63 no database could even take the LIMIT.
+MAX_BATCH_SIZE = 1_000_000
+
+
 def parse_batch_size(value: object) -> int:
     text = str(value)
-    if isinstance(value, bool) or not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
+    if (
+        isinstance(value, bool)
+        or not re.fullmatch(r"[0-9]{1,12}", text)
+        or not 1 <= int(text) <= MAX_BATCH_SIZE
+    ):
         raise CommandError(
-            f"Invalid --batch-size {text!r}: use a whole number of records, 1 or more, "
-            f"such as {DEFAULT_BATCH_SIZE}."
+            f"Invalid --batch-size {text[:40]!r}: use a whole number of records from 1 to "
+            f"{MAX_BATCH_SIZE:,}, such as {DEFAULT_BATCH_SIZE}."
         )
     return int(text)
 

@@ -1,0 +1,291 @@
+"""The HTTP door, shared by ``@idempotent`` and ``IdempotencyMixin``.
+
+From a request it builds the attempt (key, principal and scope, fingerprint);
+from the engine's outcome it builds the response: the view's own, a replay,
+or a problem. It decides nothing the engine decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import (
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParserError
+from django.http.response import HttpResponseBase
+
+from idempotency import crypto, engine, tokens
+from idempotency.conf import as_callable, as_timedelta, idempotency_settings
+from idempotency.fingerprint import FingerprintError, compute_fingerprint
+from idempotency.keys import digests, parse_key, shown
+from idempotency.options import ViewOptions
+from idempotency.problems import (
+    BodyMalformed,
+    KeyMissing,
+    Misconfigured,
+    NotAcceptable,
+    Problem,
+    RequestTooLarge,
+    ResponseNotReplayable,
+    StaleObject,
+    TokenInvalid,
+    render_problem,
+)
+from idempotency.responses import capture, content_type, is_released, replay
+from idempotency.scope import UnknownPrincipal, default_scope, scope_problem
+from idempotency.stores import Attempt, StoredResponse, get_store
+
+logger = logging.getLogger("idempotency")
+
+CallView = Callable[[], HttpResponseBase]
+Render = Callable[[Problem], HttpResponseBase]
+JSON_TYPES = ("application/json", "application/problem+json")
+# How long a form's second submit waits for the first (docs/forms.md).
+FORM_WAIT = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class HttpDoor:
+    request: HttpRequest
+    key: str  # the key as sent: it opens sealed responses, and is never stored
+    scope: str
+    sensitive: bool
+    with_data: bool  # DRF: give replays a ``data`` attribute, as DRF responses have
+
+    def keep(self, response: HttpResponseBase) -> StoredResponse | None:
+        if is_released(response.status_code, idempotency_settings.RELEASE_STATUSES):
+            return None
+        stored = capture(
+            response,
+            idempotency_settings.REPLAY_HEADERS,
+            idempotency_settings.MAX_STORED_RESPONSE_BYTES,
+        )
+        if self.sensitive:
+            # Headers too may carry the secret (a Location with a token): a
+            # response that cannot be kept keeps none of them in clear.
+            if stored.body is None:
+                return StoredResponse(stored.status, {}, None)
+            return crypto.seal(stored, self.key, self.scope)
+        return stored
+
+    def replay(self, stored: StoredResponse) -> HttpResponseBase:
+        if stored.sensitive:
+            try:
+                stored = crypto.open_sealed(stored, self.key, self.scope)
+            except crypto.SealError as error:
+                # SECRET_KEY rotated past SECRET_KEY_FALLBACKS: the outcome is
+                # gone for good, as for a response that was never stored.
+                raise ResponseNotReplayable() from error
+        media_type = content_type(stored).partition(";")[0].strip()
+        if media_type and not self.request.accepts(media_type):
+            raise NotAcceptable()
+        response = replay(stored)
+        if self.with_data and media_type in JSON_TYPES:
+            response.data = json.loads(stored.body or b"null")  # type: ignore[attr-defined]
+        return response
+
+    def signal_arguments(self) -> dict[str, Any]:
+        return {"request": self.request}
+
+
+def protect(
+    request: HttpRequest,
+    call_view: CallView,
+    options: ViewOptions,
+    *,
+    render: Render = render_problem,
+    with_data: bool = False,
+) -> HttpResponseBase:
+    """Answer ``request``, running ``call_view`` at most once per scope and key.
+
+    ``render`` turns a problem into the answer (the DRF door lets DRF's
+    exception handling do it); ``with_data`` gives replays a ``data``
+    attribute, as DRF responses have.
+    """
+    try:
+        prepared = _prepare(request, options, with_data)
+        if prepared is None:
+            return call_view()
+        attempt, door = prepared
+        return engine.drive(engine.protect(get_store(), attempt, door, _wait(options)), call_view)
+    except Problem as problem:
+        return render(problem)
+    except Exception as error:
+        if _is_stale(error):
+            return render(StaleObject())
+        raise
+
+
+async def aprotect(
+    request: HttpRequest,
+    call_view: Callable[[], Awaitable[HttpResponseBase]],
+    options: ViewOptions,
+) -> HttpResponseBase:
+    """``protect`` for async views: the same steps, the store work in a thread."""
+    try:
+        # Reading the key, the user and the body may query the database.
+        prepared = await sync_to_async(_prepare, thread_sensitive=True)(request, options, False)
+        if prepared is None:
+            return await call_view()
+        attempt, door = prepared
+        steps = engine.protect(get_store(), attempt, door, _wait(options))
+        return await engine.adrive(steps, call_view)
+    except Problem as problem:
+        return render_problem(problem)
+    except Exception as error:
+        if _is_stale(error):
+            return render_problem(StaleObject())
+        raise
+
+
+def _prepare(
+    request: HttpRequest, options: ViewOptions, with_data: bool
+) -> tuple[Attempt, HttpDoor] | None:
+    """The attempt and the door for a request, or ``None`` to let it pass untouched."""
+    if (request.method or "").upper() not in options.methods:
+        return None
+    raw = request.headers.get(idempotency_settings.HEADER)
+    if raw is None:
+        raw = _form_token(request, options.token)
+    if options.token:
+        # Only a token this site issued to this scope: checked before the store.
+        if raw is None:
+            raise TokenInvalid("This form needs its idempotency token; reload it and submit again.")
+        key, token_life = tokens.verified_token(raw.strip(" \t"), request)
+    elif raw is None:
+        if _required(options):
+            raise KeyMissing(
+                f"This endpoint requires an {idempotency_settings.HEADER} header; send a new "
+                "unique value (a UUID) for each operation."
+            )
+        return None
+    else:
+        key = parse_key(raw, idempotency_settings.KEY_MAX_LENGTH)
+    ttl = as_timedelta(options.ttl) if options.ttl is not None else idempotency_settings.TTL
+    if options.token:
+        ttl = max(ttl, token_life)  # the record outlives the token that can claim it
+    key_digests = digests(key)
+    key_shown = shown(key_digests[0])  # for log lines before the scope is known
+    principal = _principal(request, key_shown)
+    scope = _scope(request, options, principal, key_shown)
+    fingerprint = with_principal(_fingerprint(request, scope, key_shown), principal, scope)
+    attempt = Attempt(
+        scope=scope,
+        key=key_digests[0],
+        fingerprint=fingerprint,
+        method=request.method or "",
+        path=request.path,  # without the query string, which may carry a secret
+        ttl=ttl,
+        lock_for=idempotency_settings.LOCK_TIMEOUT,
+        atomic=options.atomic,
+        previous_keys=key_digests[1:],
+    )
+    return attempt, HttpDoor(request, key, scope, options.sensitive, with_data)
+
+
+def with_principal(fingerprint: str, principal: str, scope: str) -> str:
+    """The fingerprint a record keeps: in a scope wider than its principal (a
+    tenant), the principal is part of it, so another member presenting the
+    key gets 422, never the replay (contract section 3, "Scope")."""
+    if scope == principal:
+        return fingerprint
+    return hashlib.sha256(f"{principal}\x00{fingerprint}".encode()).hexdigest()
+
+
+def _form_token(request: HttpRequest, required: bool) -> str | None:
+    """The form's token field. A body that cannot be parsed has none: without
+    a key the request passes untouched (the view meets the same error as
+    without the package); a token view answers it as a problem."""
+    try:
+        return tokens.form_token(request)
+    except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as error:
+        if required:
+            raise RequestTooLarge() from error
+    except MultiPartParserError as error:
+        if required:
+            raise BodyMalformed() from error
+    return None
+
+
+def _required(options: ViewOptions) -> bool:
+    return idempotency_settings.REQUIRED if options.required is None else options.required
+
+
+def _wait(options: ViewOptions) -> timedelta:
+    if options.wait is not None:
+        return as_timedelta(options.wait)
+    if options.token:
+        # A browser shows only the last response of a double submit: the
+        # second submit waits for the first and replays its answer.
+        return max(idempotency_settings.IN_PROGRESS_WAIT, FORM_WAIT)
+    return idempotency_settings.IN_PROGRESS_WAIT
+
+
+def _principal(request: HttpRequest, key_shown: str) -> str:
+    try:
+        return default_scope(request)
+    except UnknownPrincipal as error:
+        logger.error(
+            "Idempotency cannot name the caller (%s): set IDEMPOTENCY['SCOPE'] to a "
+            "function that names it; the request was refused scope=? key=%s",
+            error,
+            key_shown,
+        )
+        raise Misconfigured() from error
+
+
+def _scope(request: HttpRequest, options: ViewOptions, principal: str, key_shown: str) -> str:
+    try:
+        function = as_callable(options.scope or idempotency_settings.SCOPE)
+    except ImportError as error:
+        logger.error("Idempotency SCOPE %r does not import; the request was refused "
+                     "scope=? key=%s", options.scope or idempotency_settings.SCOPE, key_shown,
+                     exc_info=True)  # fmt: skip
+        raise Misconfigured() from error
+    if function is default_scope:
+        return principal
+    try:
+        scope = function(request)
+    except Problem:
+        raise
+    except Exception as error:
+        logger.error("Idempotency SCOPE function %r raised; the request was refused "
+                     "scope=? key=%s", function, key_shown, exc_info=True)  # fmt: skip
+        raise Misconfigured() from error
+    problem = scope_problem(scope)
+    if problem is not None:
+        logger.error("Idempotency SCOPE function %r %s; the request was refused "
+                     "scope=? key=%s", function, problem, key_shown)  # fmt: skip
+        raise Misconfigured()
+    return scope
+
+
+def _fingerprint(request: HttpRequest, scope: str, key_shown: str) -> str:
+    # Problems, a disallowed host (Django answers 400) and DRF's refusal of
+    # the body (DRF answers it) pass through as they are.
+    try:
+        return compute_fingerprint(request, idempotency_settings.FINGERPRINT)
+    except FingerprintError as error:
+        logger.error("Idempotency FINGERPRINT failed; the request was refused: %s scope=%s "
+                     "key=%s", error, scope, key_shown, exc_info=error.__cause__)  # fmt: skip
+        raise Misconfigured() from error
+
+
+def _is_stale(error: Exception) -> bool:
+    """A ``StaleObjectError`` from a versioned model: 409, the key released."""
+    try:
+        from idempotency.versioning import StaleObjectError  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return False
+    return isinstance(error, StaleObjectError)

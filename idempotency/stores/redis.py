@@ -1,0 +1,233 @@
+"""The Redis record store (contract section 6): one hash per (scope, key).
+
+Every decision is a Lua script on the server (``stores.redis_scripts``): the
+claim (insert-or-judge, one round trip, a replay included), and the fenced
+writes (confirm, complete, release), which change nothing unless the record
+still carries the writer's id and version. Each script touches one key, so a
+Redis Cluster runs it in whichever slot the key hashes to.
+
+The call's database writes cannot commit with its stored outcome. The call
+runs in a transaction on ``DATABASE``; before it commits, the store confirms
+that the claim still owns the record (a worker whose lock was taken over
+rolls back); after it commits, the outcome is stored. A worker that dies
+between the two leaves the record in progress until ``LOCK_TIMEOUT``, when a
+retry takes it over and runs again (docs/redis.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import InterfaceError, OperationalError, connections, transaction
+
+from idempotency.stores.base import (
+    Attempt,
+    Claim,
+    ClaimOutcome,
+    StoredResponse,
+    StoreMisconfiguredError,
+    StoreUnavailableError,
+)
+from idempotency.stores.redis_connection import connection
+from idempotency.stores.transactions import after_commits, enclosing_rollback_elsewhere, leave
+
+logger = logging.getLogger("idempotency")
+
+
+@dataclass
+class _Handle:
+    """What an acquired claim carries: its Redis key, and the call's
+    transaction while it is open (None once it ended, or when the call owns
+    its transactions)."""
+
+    key: str
+    alias: str
+    atomic: Any = None
+
+
+def record_key(prefix: str, scope: str, key: str) -> str:
+    """The Redis key of (scope, key): the prefix and a digest of both, so no
+    scope or key (hash-tag braces, glob characters, any length) can name
+    another record, or choose its cluster slot."""
+    scope_bytes = scope.encode("utf-8", "surrogatepass")
+    material = b"%d:" % len(scope_bytes) + scope_bytes + key.encode("utf-8", "surrogatepass")
+    return prefix + hashlib.sha256(material).hexdigest()
+
+
+class RedisRecordStore:
+    def __init__(self, url: str | None, cluster: bool, prefix: str) -> None:
+        self.url = url
+        self.cluster = cluster
+        self.prefix = prefix
+
+    # ------------------------------------------------------------ protocol
+
+    def claim(self, attempt: Attempt) -> Claim:
+        for previous in attempt.previous_keys:
+            claim = self._claim_key(
+                attempt, record_key(self.prefix, attempt.scope, previous), False
+            )
+            if claim is not None:
+                return claim
+        claim = self._claim_key(attempt, record_key(self.prefix, attempt.scope, attempt.key), True)
+        # A creating claim always judges; None would be a script out of step.
+        return claim or Claim(ClaimOutcome.IN_PROGRESS)
+
+    def finish(self, claim: Claim, response: StoredResponse, on_commit: Callable[[], None]) -> bool:
+        handle: _Handle = claim.transaction  # type: ignore[assignment]
+        if handle.atomic is not None:
+            if not self._run("CONFIRM", handle.key, [claim.record_id, claim.version]):
+                self._end(handle, rollback=True)  # taken over: the call's writes go
+                return False
+            self._end(handle)
+        later = [c.alias for c in connections.all(initialized_only=True) if _enclosed(c)]
+        if later:
+            # An enclosing transaction (ATOMIC_REQUESTS) commits after the
+            # call returns: storing the outcome first could replay a success
+            # whose writes then rolled back.
+            self._complete_after(later, handle, claim, response, on_commit)
+            return True
+        return self._complete(handle, claim, response, on_commit)
+
+    def release(self, claim: Claim) -> bool:
+        handle: _Handle = claim.transaction  # type: ignore[assignment]
+        self._end(handle, rollback=True)
+        return bool(self._run("RELEASE", handle.key, [claim.record_id, claim.version]))
+
+    def rollback_requested(self, claim: Claim) -> bool:
+        handle: _Handle = claim.transaction  # type: ignore[assignment]
+        if handle.atomic is not None and connections[handle.alias].needs_rollback:
+            return True
+        return enclosing_rollback_elsewhere(handle.alias)
+
+    # ------------------------------------------------------------ the claim
+
+    def _claim_key(self, attempt: Attempt, key: str, create: bool) -> Claim | None:
+        reply = self._run("CLAIM", key, [
+            uuid.uuid4().hex, attempt.fingerprint, attempt.method, attempt.path,
+            _ms(attempt.lock_for), _ms(attempt.ttl), int(create),
+        ])  # fmt: skip
+        outcome = _text(reply[0])
+        if outcome == "absent":
+            return None
+        record_id, version = _text(reply[1]), int(reply[2])
+        if outcome == "acquired":
+            return self._acquired(attempt, key, record_id, version, taken_over=bool(reply[3]))
+        if outcome == "mismatch":
+            return Claim(ClaimOutcome.MISMATCH, record_id, version)
+        if outcome == "in_progress":
+            remaining = timedelta(milliseconds=int(reply[3]))
+            return Claim(ClaimOutcome.IN_PROGRESS, record_id, version, lock_remaining=remaining)
+        status, headers, body, sensitive = reply[3:7]
+        stored = StoredResponse(
+            status=int(status or 0),
+            headers=json.loads(headers or b"{}"),
+            body=None if body is None else bytes(body),
+            sensitive=_text(sensitive or b"0") == "1",
+        )
+        return Claim(ClaimOutcome.REPLAY, record_id, version, response=stored)
+
+    def _acquired(
+        self, attempt: Attempt, key: str, record_id: str, version: int, taken_over: bool
+    ) -> Claim:
+        from idempotency.conf import idempotency_settings
+
+        handle = _Handle(key, idempotency_settings.DATABASE)
+        claim = Claim(ClaimOutcome.ACQUIRED, record_id, version, taken_over=taken_over,
+                      transaction=handle)  # fmt: skip
+        if attempt.atomic:
+            atomic = transaction.atomic(using=handle.alias)
+            try:
+                atomic.__enter__()
+            except (OperationalError, InterfaceError) as error:
+                self.release(claim)
+                raise StoreUnavailableError(str(error)) from error
+            handle.atomic = atomic
+        return claim
+
+    # ------------------------------------------------------- the outcome
+
+    def _complete(
+        self, handle: _Handle, claim: Claim, response: StoredResponse, on_commit: Callable[[], None]
+    ) -> bool:
+        has_body = response.body is not None
+        try:
+            stored = self._run("COMPLETE", handle.key, [
+                claim.record_id, claim.version, response.status, json.dumps(response.headers),
+                int(response.sensitive), int(has_body), response.body if has_body else b"",
+            ])  # fmt: skip
+        except StoreUnavailableError as error:
+            # The call's writes are committed and its outcome is not: the
+            # record stays in progress until LOCK_TIMEOUT. Releasing it would
+            # let a retry run the call again at once.
+            logger.error(
+                "Idempotency outcome lost after the call committed (the record stays in "
+                "progress until LOCK_TIMEOUT) record=%s: %s", claim.record_id, error,
+            )  # fmt: skip
+            return True
+        if not stored:
+            return False
+        on_commit()
+        return True
+
+    def _complete_after(
+        self,
+        aliases: list[str],
+        handle: _Handle,
+        claim: Claim,
+        response: StoredResponse,
+        on_commit: Callable[[], None],
+    ) -> None:
+        def complete() -> None:
+            self._complete(handle, claim, response, on_commit)
+
+        after_commits(aliases, complete)
+
+    def _end(self, handle: _Handle, rollback: bool = False) -> None:
+        atomic, handle.atomic = handle.atomic, None
+        if atomic is None:
+            return
+        try:
+            leave(atomic, rollback)
+        except (OperationalError, InterfaceError) as error:
+            raise StoreUnavailableError(str(error)) from error
+
+    # ------------------------------------------------------------ plumbing
+
+    def _run(self, script: str, key: str, args: list[Any]) -> Any:
+        if self.url is None:
+            raise StoreMisconfiguredError(
+                'IDEMPOTENCY["STORE"] is \'redis\' but IDEMPOTENCY["REDIS_URL"] is not set.'
+            )
+        redis_connection = connection(self.url, self.cluster)
+        from redis.exceptions import RedisError
+
+        try:
+            return redis_connection.scripts[script](keys=[key], args=args)
+        except RedisError as error:
+            # Unreachable, timed out, read-only after a failover, out of
+            # memory, a cluster without a master for the slot: nobody can
+            # tell who holds the key, so the call must not run.
+            raise StoreUnavailableError(f"{type(error).__name__}: {error}") from error
+
+
+def _enclosed(connection: Any) -> bool:
+    """Whether a transaction that commits after the call is open on ``connection``.
+    A TestCase's own blocks never commit: under them the store behaves as in
+    autocommit, so replays work in users' tests."""
+    return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
+
+
+def _ms(duration: timedelta) -> int:
+    return max(int(duration.total_seconds() * 1000), 1)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,53 @@
+"""The call's transactions as every store sees them: its own atomic block,
+and the enclosing ones on any database that commit after the call returns.
+
+Shared by the database store and the Redis store, which differ in where the
+record lives, not in when an outcome may be kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections, transaction
+
+
+class RolledBack(Exception):
+    """Passed to ``Atomic.__exit__`` to make it roll back."""
+
+
+def leave(atomic: Any, rollback: bool = False) -> None:
+    """Leave a store's own atomic block, committing unless ``rollback``.
+
+    A failing commit raises Django's own error: each store says what it means.
+    """
+    if rollback:
+        atomic.__exit__(RolledBack, RolledBack(), None)
+    else:
+        atomic.__exit__(None, None, None)
+
+
+def after_commits(aliases: list[str], then: Callable[[], None]) -> None:
+    """Run ``then`` once the enclosing transaction on every one of ``aliases``
+    has committed; never, if one rolls back."""
+    waiting = set(aliases)
+
+    def committed(alias: str) -> None:
+        waiting.discard(alias)
+        if not waiting:
+            then()
+
+    for alias in aliases:
+        transaction.on_commit(lambda alias=alias: committed(alias), using=alias)  # type: ignore[misc]
+
+
+def enclosing_rollback_elsewhere(alias: str) -> bool:
+    """Whether a transaction the call runs in on another database than the
+    records' is marked for rollback: its writes will not commit, so neither
+    may its outcome (waiting for that commit would wait forever)."""
+    return any(
+        connection.in_atomic_block and connection.needs_rollback
+        for connection in connections.all(initialized_only=True)
+        if connection.alias != alias
+    )
