@@ -13,6 +13,7 @@ import gc
 import hashlib
 import json
 import os
+import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import RequestFactory, override_settings
 from django.test.client import encode_multipart
 
-from benchmarks.harness import Paired, alternate
+from benchmarks.harness import Paired, alternate, quantiles
 from idempotency.fingerprint import CANONICAL_JSON_LIMIT, request_fingerprint
 
 KIB, MIB = 1024, 1024 * 1024
@@ -103,25 +104,40 @@ def fingerprint(rounds: int) -> dict[str, Any]:
                         fresh.FILES  # noqa: B018 (Django parses POST and FILES)
                     return fresh
 
-                result = _measure(request, body, rounds)
+                # A POST whose form nobody has read yet is parsed by the
+                # fingerprint, once for the request: Django keeps request.POST
+                # and FILES, and the view (or DRF's request.data) reads them
+                # without parsing again. That parse is measured apart, so the
+                # target applies to what the fingerprint adds to it.
+                parses = kind == "multipart POST"
+                result = _measure(request, body, rounds, parses)
                 # The target is for bodies above the limit; smaller ones are
                 # reported (JSON ones are canonicalised, which costs a parse).
                 small = size <= CANONICAL_JSON_LIMIT
                 canonical = small and kind == "JSON"
-                ratio = result["ratio"]
+                ratio = result["own_ratio"] if parses else result["ratio"]
+                name = f"fingerprint, {kind} {_size(size)}: request_fingerprint / sha256"
+                if parses:
+                    name = (
+                        f"fingerprint, {kind} {_size(size)}: (request_fingerprint - "
+                        "Django's own parse) / sha256"
+                    )
                 rows.append({
-                    "name": f"fingerprint, {kind} {_size(size)}: request_fingerprint / sha256",
+                    "name": name,
                     "ratio": ratio,
                     "target": ("none (canonicalised)" if canonical else "none (≤ 256 KiB)")
                     if small else f"≤ {TARGET:g}",
                     "met": small or ratio["median"] <= TARGET,
-                    **{k: v for k, v in result.items() if k != "ratio"},
+                    **{k: v for k, v in result.items() if k not in ("ratio", "own_ratio")},
+                    **({"with_parse_ratio": result["ratio"]} if parses else {}),
                 })  # fmt: skip
                 details[f"{kind} {_size(size)}"] = {"bytes": size, "canonicalised": canonical}
     return {"rows": rows, "details": details}
 
 
-def _measure(request: Callable[[], Any], body: bytes, rounds: int) -> dict[str, Any]:
+def _measure(
+    request: Callable[[], Any], body: bytes, rounds: int, parses: bool = False
+) -> dict[str, Any]:
     size_mib = len(body) / MIB
     # Enough calls per block for about 50 MiB of body, at least 3.
     block = max(3, int(50 / size_mib) // 10)
@@ -136,6 +152,10 @@ def _measure(request: Callable[[], Any], body: bytes, rounds: int) -> dict[str, 
                 fresh = request()  # built outside the timed section
                 start = time.perf_counter()
                 request_fingerprint(fresh)
+            elif side == "parse":
+                fresh = request()
+                start = time.perf_counter()
+                fresh.FILES  # noqa: B018 (Django parses POST and FILES)
             else:
                 start = time.perf_counter()
                 hashlib.sha256(body).hexdigest()
@@ -143,9 +163,22 @@ def _measure(request: Callable[[], Any], body: bytes, rounds: int) -> dict[str, 
         paired.add(side, times)
 
     gc.collect()
-    alternate(rounds, ["sha256", "fingerprint"], measure)
+    alternate(rounds, ["sha256", "fingerprint", *(["parse"] if parses else [])], measure)
     fingerprint_s, sha256_s = paired.summary("fingerprint"), paired.summary("sha256")
+    own = {}
+    if parses:
+        own = {
+            "own_ratio": quantiles([
+                (statistics.median(f) - statistics.median(p)) / statistics.median(h)
+                for f, p, h in zip(
+                    paired.blocks["fingerprint"], paired.blocks["parse"],
+                    paired.blocks["sha256"], strict=True,
+                )
+            ]),
+            "django_parse_s": paired.summary("parse"),
+        }  # fmt: skip
     return {
+        **own,
         "ratio": paired.ratio("fingerprint", "sha256"),
         "fingerprint_s": fingerprint_s,
         "sha256_s": sha256_s,
