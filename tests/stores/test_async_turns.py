@@ -15,12 +15,12 @@ import json
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import AsyncClient
 from django.urls import path
 
-from idempotency import idempotent
+from idempotency import idempotent, idempotent_function
 from tests.stores.conftest import Backend
 from tests.testapp.models import Charge
 from tests.turns import GATES, gate, waits_seen
@@ -42,6 +42,8 @@ async def turns_view(request: HttpRequest) -> HttpResponse:
     other requests run (``yield``), fails."""
     body = json.loads(request.body)
     charge = await Charge.objects.acreate(amount=1, label=body["label"])
+    if body.get("nested"):
+        await sync_to_async(nested_charge)(body["nested"])
     if body.get("gate"):
         await GATES[body["gate"]].pass_through()
     for _ in range(body.get("yield", 0)):
@@ -49,6 +51,12 @@ async def turns_view(request: HttpRequest) -> HttpResponse:
     if body.get("fail"):
         raise ViewFailed("the view failed after writing")
     return JsonResponse({"id": charge.pk, "label": charge.label}, status=201)
+
+
+@idempotent_function("label")
+def nested_charge(label: str) -> int:
+    """An idempotent call made by the view: part of its request."""
+    return Charge.objects.create(amount=1, label=label).pk
 
 
 urlpatterns = [path("turns/", turns_view)]
@@ -189,3 +197,30 @@ def test_a_request_cancelled_while_it_waits_for_its_turn_ends_at_once(
     assert committed_labels() == ["first"]
     assert record_store.state("k-first") == ("completed", 2)
     assert record_store.state("k-second") is None
+
+
+def test_an_idempotent_call_inside_the_view_keeps_its_requests_turn(
+    record_store: Backend,
+) -> None:
+    """The nested call claims and finishes as part of the first request
+    without waiting for it; its finish does not end the first's turn, so the
+    second still waits until the first has rolled back (the nested write
+    with it)."""
+
+    async def scenario() -> tuple[int, int, bool]:
+        client = a_client()
+        with waits_seen() as waits, gate("first") as first_gate:
+            first = send(client, "k-first", label="first", nested="nested", gate="first",
+                         fail=True)  # fmt: skip
+            await first_gate.entered()  # the nested call has finished
+            second = send(client, "k-second", label="second")
+            waited = await waits.reach(1)
+            first_gate.open()
+            return (await first).status_code, (await second).status_code, waited
+
+    *statuses, waited = async_to_sync(scenario)()
+
+    assert statuses == [500, 201]
+    assert committed_labels() == ["second"]
+    assert record_store.state("k-second") == ("completed", 2)
+    assert waited
