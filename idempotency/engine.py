@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.dispatch import Signal
 
-from idempotency import signals
+from idempotency import signals, turns
 from idempotency.log import log
 from idempotency.problems import (
     KeyReused,
@@ -144,6 +143,10 @@ async def adrive(steps: Steps[Result], call: Callable[[], Awaitable[Any]]) -> Re
     thread (``thread_sensitive``, so every unit of one request shares one
     connection and its transaction), the call and the pauses on the loop.
 
+    A request that shares its worker thread with others (under an outer
+    ``async_to_sync``) takes turns on it with them, from its claim to its
+    commit (``idempotency.turns``): no two share a transaction.
+
     A cancellation (Django cancels the view of a client that disconnected)
     that comes while a store unit runs is held until the unit ends, then
     raised at the next step: what the unit did (a key claimed, a transaction
@@ -151,41 +154,26 @@ async def adrive(steps: Steps[Result], call: Callable[[], Awaitable[Any]]) -> Re
     value: Any = None
     error: BaseException | None = None
     cancelled: asyncio.CancelledError | None = None
-    while True:
-        step, done = _advance(steps, value, error)
-        if step is None:
+    with turns.request():
+        while True:
+            step, done = _advance(steps, value, error)
+            if step is None:
+                if cancelled is not None:
+                    raise cancelled
+                return done.value  # type: ignore[union-attr, no-any-return]
+            value, error = None, None
             if cancelled is not None:
-                raise cancelled
-            return done.value  # type: ignore[union-attr, no-any-return]
-        value, error = None, None
-        if cancelled is not None:
-            error, cancelled = cancelled, None
-            continue
-        try:
-            if isinstance(step, Blocking):
-                value, cancelled = await _unit(step)
-            elif isinstance(step, Run):
-                value = await call()
-            else:
-                await asyncio.sleep(step.seconds)
-        except BaseException as raised:
-            error = raised
-
-
-async def _unit(step: Blocking) -> tuple[Any, asyncio.CancelledError | None]:
-    """Run a store unit in the worker thread to its end, and say whether the
-    task was cancelled meanwhile. The thread cannot be stopped, so awaiting
-    it is the only way to know what it did."""
-    unit = asyncio.ensure_future(sync_to_async(step.function, thread_sensitive=True)(*step.args))
-    cancelled: asyncio.CancelledError | None = None
-    while not unit.done():
-        try:
-            await asyncio.wait({unit})  # cancelling wait() leaves the unit running
-        except asyncio.CancelledError as cancellation:
-            cancelled = cancellation
-    if cancelled is not None and unit.exception() is not None:
-        raise cancelled  # the unit failed: nothing to undo, the cancellation goes on
-    return unit.result(), cancelled
+                error, cancelled = cancelled, None
+                continue
+            try:
+                if isinstance(step, Blocking):
+                    value, cancelled = await turns.unit(step.function, *step.args)
+                elif isinstance(step, Run):
+                    value = await call()
+                else:
+                    await asyncio.sleep(step.seconds)
+            except BaseException as raised:
+                error = raised
 
 
 def _advance(
@@ -212,7 +200,7 @@ def _perform(step: Step, call: Callable[[], Any]) -> Any:
 
 def _claim(store: RecordStore, attempt: Attempt) -> Claim:
     try:
-        return store.claim(attempt)
+        claim = store.claim(attempt)
     except StoreContentionError as error:
         # Deadlocks and lock timeouts on the claim come from duplicates of this
         # request racing for the same key; the answer to a duplicate is 409.
@@ -224,6 +212,9 @@ def _claim(store: RecordStore, attempt: Attempt) -> Claim:
     except StoreMisconfiguredError as error:
         log(logging.ERROR, "Idempotency store misconfigured: %s", attempt, error)
         raise Misconfigured() from error
+    if claim.outcome is ClaimOutcome.ACQUIRED:
+        turns.hold(claim)  # until _finish or _release lets go
+    return claim
 
 
 def _answer(claim: Claim, attempt: Attempt, door: Door[Result]) -> Result:
@@ -279,6 +270,8 @@ def _finish(
     except BaseException:
         _release(store, claim, attempt, door)
         raise
+    finally:
+        turns.let_go(claim)  # committed or rolled back: the thread is free
     if not kept:
         log(logging.WARNING, "Idempotency lock lost, rolled back", attempt)
         raise RequestSuperseded()
@@ -293,6 +286,8 @@ def _release(store: RecordStore, claim: Claim, attempt: Attempt, door: Door[Any]
     except (StoreUnavailableError, StoreContentionError) as error:
         log(logging.ERROR, "Idempotency release failed: %s", attempt, error)
         return
+    finally:
+        turns.let_go(claim)
     if released:
         log(logging.INFO, "Idempotency record released", attempt)
         _notify(signals.record_released, attempt, door)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.core.exceptions import (
     RequestDataTooBig,
     TooManyFieldsSent,
@@ -25,7 +24,7 @@ from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 
-from idempotency import crypto, engine, tokens
+from idempotency import crypto, engine, tokens, turns
 from idempotency.conf import as_callable, as_timedelta, idempotency_settings
 from idempotency.fingerprint import FingerprintError, compute_fingerprint
 from idempotency.keys import digests, parse_key, shown
@@ -134,13 +133,17 @@ async def aprotect(
 ) -> HttpResponseBase:
     """``protect`` for async views: the same steps, the store work in a thread."""
     try:
-        # Reading the key, the user and the body may query the database.
-        prepared = await sync_to_async(_prepare, thread_sensitive=True)(request, options, False)
-        if prepared is None:
-            return await call_view()
-        attempt, door = prepared
-        steps = engine.protect(get_store(), attempt, door, _wait(options))
-        return await engine.adrive(steps, call_view)
+        with turns.request():
+            # Reading the key, the user and the body may query the database:
+            # not inside another request's transaction either.
+            prepared, cancelled = await turns.unit(_prepare, request, options, False)
+            if cancelled is not None:
+                raise cancelled
+            if prepared is None:
+                return await call_view()
+            attempt, door = prepared
+            steps = engine.protect(get_store(), attempt, door, _wait(options))
+            return await engine.adrive(steps, call_view)
     except Problem as problem:
         return render_problem(problem)
     except Exception as error:

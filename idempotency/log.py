@@ -5,6 +5,8 @@ a log line carries ``keys.shown(digest)``, the first characters of the key's
 keyed digest: an operator can match it with the admin, nobody can replay it.
 Scopes are printable by construction (``scope.scope_problem``), so neither can
 forge a field of the log line. Never a body, never another header.
+(``idempotency.turns`` logs one line of its own, naming no request: an async
+request waiting for its turn on a shared worker thread, before its key is read.)
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ Each test asserts the correct behaviour and fails on main at the time of the rev
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any
 
@@ -22,6 +21,7 @@ from idempotency import idempotent
 from idempotency.models import IdempotencyRecord
 from idempotency.versioning_admin import VersionedModelAdmin
 from tests.testapp.models import Article, Charge
+from tests.turns import GATES, gate, waits_seen
 
 # ---------------------------------------------------------------- the views
 
@@ -38,15 +38,12 @@ def rolls_back_default_view(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ok": False}, status=201)
 
 
-GATE: dict[str, asyncio.Event] = {}
-
-
 @idempotent
 async def async_gated_view(request: HttpRequest) -> HttpResponse:
     body = json.loads(request.body or b"{}")
     charge = await Charge.objects.acreate(amount=1, label=body["label"])
-    if body.get("wait"):
-        await GATE["open"].wait()
+    if body.get("gate"):
+        await GATES[body["gate"]].pass_through()
     if body.get("fail"):
         raise RuntimeError("the view failed after writing")
     return JsonResponse({"id": charge.pk}, status=201)
@@ -121,38 +118,38 @@ def test_a_rolled_back_view_with_records_in_another_database_releases_the_key(
 # ------------------------------------------------------------ async views
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect, not fixed yet: under an outer "
-    "async_to_sync (async tests), concurrent async requests share one thread, "
-    "so one connection and one transaction (see CHANGELOG, Known defects)",
-)
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_async_requests_do_not_share_one_transaction() -> None:
     """Two async requests with different keys in one event loop (AsyncClient), the
-    first failing after its write while the second completes: the second is
-    answered 201, yet its write and its record are rolled back with the first
-    request's transaction, because both requests' store calls ran on one
-    thread-sensitive thread and so on one connection, inside one atomic block."""
+    first failing after its write while the second completes. Both requests'
+    store units run on one thread-sensitive thread, so on one connection: the
+    second used to run inside the first's atomic block, be answered 201, and
+    have its write and its record rolled back with the first request. Now the
+    second waits for its turn until the first has rolled back."""
 
-    async def scenario() -> int:
-        GATE["open"] = asyncio.Event()
-        client = AsyncClient()
-        slow = asyncio.ensure_future(client.post(
-            "/async-gated/", {"label": "fails", "wait": True, "fail": True},
-            content_type="application/json", headers={"Idempotency-Key": "k-fails"},
-        ))  # fmt: skip
-        await asyncio.sleep(0.2)
-        ok = await client.post(
-            "/async-gated/", {"label": "succeeds"},
-            content_type="application/json", headers={"Idempotency-Key": "k-succeeds"},
-        )  # fmt: skip
-        GATE["open"].set()
-        with contextlib.suppress(RuntimeError):
-            await slow
-        return ok.status_code
+    async def scenario() -> tuple[int, int, bool]:
+        # A raised exception is each concurrent request's 500, not re-raised
+        # by every request the client is serving at that moment.
+        client = AsyncClient(raise_request_exception=False)
+        with waits_seen() as waits, gate("fails") as fails_gate:
+            slow = asyncio.ensure_future(client.post(
+                "/async-gated/", {"label": "fails", "gate": "fails", "fail": True},
+                content_type="application/json", headers={"Idempotency-Key": "k-fails"},
+            ))  # fmt: skip
+            await fails_gate.entered()  # the first holds its key, its write made
+            ok = asyncio.ensure_future(client.post(
+                "/async-gated/", {"label": "succeeds"},
+                content_type="application/json", headers={"Idempotency-Key": "k-succeeds"},
+            ))  # fmt: skip
+            waited = await waits.reach(1)  # the second is seen waiting for its turn
+            fails_gate.open()
+            return (await slow).status_code, (await ok).status_code, waited
 
-    assert async_to_sync(scenario)() == 201
+    failed, succeeded, waited = async_to_sync(scenario)()
+
+    assert (failed, succeeded) == (500, 201)
     # The request answered 201 must have its write and its record committed.
     assert list(Charge.objects.values_list("label", flat=True)) == ["succeeds"]
     assert IdempotencyRecord.objects.filter(status="completed").count() == 1
+    assert not IdempotencyRecord.objects.filter(status="in_progress").exists()
+    assert waited
