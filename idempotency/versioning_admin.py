@@ -1,33 +1,28 @@
-"""Forms and the admin: editing a stale ``VersionedModel`` shows an error, not an overwrite.
+"""The admin of a ``VersionedModel``: a stale edit or delete shows an error, not an overwrite.
 
-``VersionedModelForm`` carries the version the form was rendered with in a
-hidden field and refuses, as a form error, a submission made from an older
-version. ``VersionedModelAdmin`` uses it on the change form, and turns the
-rare ``StaleObjectError`` of a change saved between the admin's read and its
-write into an error message. Its delete confirmation and ``delete_selected``
-action carry the versions shown (idempotency/versioning_admin_delete.py), and
-``VersionedTabularInline`` / ``VersionedStackedInline`` give inline rows the
-version. docs/versioning.md ("The admin") has the rules.
+``VersionedModelAdmin`` uses ``VersionedModelForm`` (idempotency/versioning_forms.py,
+exported here) on the change form, and turns the rare ``StaleObjectError`` of
+a change saved between the admin's read and its write into an error message.
+Its delete confirmation and ``delete_selected`` action delete only at the
+versions shown (idempotency/versioning_admin_delete.py).
+``VersionedTabularInline`` / ``VersionedStackedInline`` give inline rows their
+version. docs/versioning.md ("The admin and model forms") has the rules.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.contrib.admin.utils import flatten_fieldsets
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import router, transaction
-from django.forms.formsets import DELETION_FIELD_NAME
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.utils.translation import gettext_lazy as _
 
 from idempotency import versioning_admin_delete as deleting
 from idempotency.versioning import VERSION, StaleObjectError, VersionedModel
+from idempotency.versioning_forms import STALE_MESSAGE, VersionedInlineFormSet, VersionedModelForm
 
 __all__ = [
     "VersionedInlineFormSet",
@@ -37,66 +32,6 @@ __all__ = [
     "VersionedStackedInline",
     "VersionedTabularInline",
 ]
-
-STALE_MESSAGE = _(
-    "Someone else changed this object after you opened it, so your changes were not "
-    "saved. Reload the page to see their version, then make your changes again."
-)
-
-
-STALE_INLINE_DELETE_MESSAGE = _(
-    "Someone else changed a row you marked for deletion after you opened this page, "
-    "so nothing was saved. Reload the page to see their version, then make your "
-    "changes again."
-)
-
-
-class VersionedModelForm(forms.ModelForm):  # type: ignore[type-arg]
-    """A ModelForm that refuses a submission made from an older version of the object."""
-
-    version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if not isinstance(self.instance, VersionedModel):
-            raise TypeError(
-                f"{type(self).__name__} is a VersionedModelForm, but "
-                f"{type(self.instance).__name__} is not a VersionedModel."
-            )
-        if self.instance._state.adding:
-            # A new object starts at version 1: the field stays (blank and
-            # ignored) so that every row of a formset has the same fields.
-            self.fields[VERSION].required = False
-        else:
-            # Not editable, so model_to_dict leaves it out of the initial data.
-            self.initial.setdefault(VERSION, self.instance.version)
-
-    def clean(self) -> dict[str, Any] | None:
-        cleaned = super().clean()
-        version = (cleaned or {}).get(VERSION)
-        if VERSION in self.fields and version is not None and not self.instance._state.adding:
-            instance = cast(VersionedModel, self.instance)  # checked in __init__
-            if version != instance.version:
-                raise ValidationError(STALE_MESSAGE, code="stale")
-            # The instance was read when the form was submitted; its save
-            # must still find the row at the version the form was rendered with.
-            instance.version = version
-        return cleaned
-
-
-class VersionedInlineFormSet(BaseInlineFormSet):  # type: ignore[type-arg]
-    """An inline formset that also refuses deleting a row that changed since the page was shown.
-
-    A formset does not validate the forms marked for deletion, so their stale
-    error alone would not stop the delete.
-    """
-
-    def clean(self) -> None:
-        super().clean()
-        for form in self.forms:
-            deleting_it = self.can_delete and form.cleaned_data.get(DELETION_FIELD_NAME, False)
-            if deleting_it and form.has_error(NON_FIELD_ERRORS, code="stale"):
-                raise ValidationError(STALE_INLINE_DELETE_MESSAGE, code="stale")
 
 
 def _without_version(fields: Sequence[Any]) -> list[Any]:

@@ -126,7 +126,9 @@ def delete_selected(
     modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]
 ) -> HttpResponse | None:
     """Django's ``delete_selected``, deleting nothing unless every row is at the version shown."""
-    if request.POST.get("post") and posted_versions(request) is None:
+    if not request.POST.get("post"):  # the confirmation page
+        return django_delete_selected(modeladmin, request, queryset)
+    if posted_versions(request) is None:
         modeladmin.message_user(request, UNCONFIRMED_MESSAGE, messages.WARNING)
         return django_delete_selected(modeladmin, _asking_again(request), queryset)
     try:
