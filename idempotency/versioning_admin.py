@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import django
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.contrib.admin.utils import flatten_fieldsets
@@ -221,8 +222,10 @@ class VersionedModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             # delete blindly, show the confirmation page again.
             self.message_user(request, deleting.UNCONFIRMED_MESSAGE, messages.WARNING)
             return HttpResponseRedirect(request.get_full_path())
+        # The confirmation template repeats Django's text, quoted as in this Django.
+        context = {"curly_quotes": django.VERSION >= (6, 0), **(extra_context or {})}
         try:
-            return super().delete_view(request, object_id, extra_context)
+            return super().delete_view(request, object_id, context)
         except StaleObjectError:
             # Django's transaction, with its LogEntry, was rolled back.
             self.message_user(request, self.stale_delete_message, messages.ERROR)

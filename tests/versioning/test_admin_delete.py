@@ -111,6 +111,16 @@ def test_an_object_changed_after_its_confirmation_page_is_not_deleted(admin_clie
     assert shown_version(again) == "2"
 
 
+def test_the_confirmation_page_keeps_djangos_translated_text(admin_client, settings):
+    # The template repeats Django's sentence, whose msgid changed in Django 6.0.
+    settings.LANGUAGE_CODE = "fr"
+    article = Article.objects.create(title="a")
+
+    page = admin_client.get(delete_url(article)).content.decode()
+
+    assert "Voulez-vous vraiment supprimer l’objet article «\xa0a\xa0»" in page
+
+
 def test_a_confirmation_without_the_version_deletes_nothing_and_asks_again(admin_client):
     # A page rendered before the upgrade, or a template that drops the input.
     article = Article.objects.create(title="a")
