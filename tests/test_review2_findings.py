@@ -72,11 +72,6 @@ def test_list_editable_on_a_versioned_admin_is_refused_at_class_creation() -> No
             list_editable = ("title",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect, not fixed yet: the admin's delete "
-    "confirmation carries no version (see CHANGELOG, Known defects)",
-)
 @pytest.mark.django_db
 def test_admin_delete_of_a_versioned_object_changed_after_its_confirmation_is_refused(
     admin_client: Any,

@@ -45,6 +45,16 @@ class PublishedArticle(Article):
         proxy = True
 
 
+class Note(VersionedModel):
+    """Edited in the admin as an inline of its article (tests/versioning/test_admin_inlines.py)."""
+
+    article = models.ForeignKey(Article, on_delete=models.CASCADE, related_name="notes")
+    text = models.CharField(max_length=100)
+
+    def __str__(self) -> str:
+        return self.text
+
+
 class Ticket(models.Model):
     """Not versioned: transition() on a plain model."""
 
