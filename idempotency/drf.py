@@ -134,7 +134,9 @@ def arm(view: Any, request: HttpRequest, options_for: OptionsFor) -> None:
         return  # armed by the mixin and by @idempotent on dispatch: protect once
     form = request.content_type == "application/x-www-form-urlencoded"  # may carry a token
     problem = None
-    if name.upper() in UNSAFE_METHODS and (idempotency_settings.HEADER in request.headers or form):
+    if name.upper() in UNSAFE_METHODS and (
+        http.header(request, idempotency_settings.HEADER) is not None or form
+    ):
         problem = read_body_early(request)
 
     def idempotent_handler(request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
