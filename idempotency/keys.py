@@ -96,13 +96,13 @@ def shown(key_digest: str) -> str:
 
 
 def _digest(key: str, secret: str | bytes) -> str:
-    mac = _keyed(secret if isinstance(secret, bytes) else secret.encode()).copy()
-    mac.update(key.encode())
-    return mac.hexdigest()
+    # One call into OpenSSL: hmac.new() and copy() would build Python objects.
+    mac_key = _mac_key(secret if isinstance(secret, bytes) else secret.encode())
+    return hmac.digest(mac_key, key.encode(), "sha256").hex()
 
 
 @lru_cache(maxsize=8)
-def _keyed(secret: bytes) -> hmac.HMAC:
+def _mac_key(secret: bytes) -> bytes:
     # The HMAC key is derived from the secret rather than the secret itself, so
     # a digest never doubles as a signature Django would accept elsewhere.
-    return hmac.new(hashlib.sha256(_SALT + secret).digest(), digestmod=hashlib.sha256)
+    return hashlib.sha256(_SALT + secret).digest()

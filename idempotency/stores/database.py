@@ -29,6 +29,7 @@ from django.db import (
     transaction,
 )
 
+from idempotency.fields import KEY_LENGTH, SCOPE_LENGTH
 from idempotency.models import IdempotencyRecord, Status
 from idempotency.stores.base import (
     Attempt,
@@ -236,9 +237,9 @@ class DatabaseRecordStore:
     def _refuse_oversized(self, attempt: Attempt) -> None:
         # MariaDB's INSERT IGNORE would store a truncated scope even in strict
         # mode, and the claim would then never find its own record again.
-        for name in ("scope", "key"):
-            limit = getattr(IdempotencyRecord._meta.get_field(name), "max_length", 0)
-            if len(getattr(attempt, name)) > limit:
+        for name, value, limit in (("scope", attempt.scope, SCOPE_LENGTH),
+                                   ("key", attempt.key, KEY_LENGTH)):  # fmt: skip
+            if len(value) > limit:
                 raise ValueError(f"The idempotency {name} is longer than its column ({limit}).")
 
     def _claim(self, attempt: Attempt) -> Claim:
