@@ -1,6 +1,6 @@
 """Settings: one dict, ``settings.IDEMPOTENCY``, read on every access.
 
-Nothing is cached, so ``override_settings(IDEMPOTENCY=...)`` works without
+Nothing is cached here, so ``override_settings(IDEMPOTENCY=...)`` works without
 plumbing. docs/settings.md mirrors ``DEFAULTS`` key for key. The system checks
 validate the values; the accessors trust them.
 """
@@ -67,9 +67,27 @@ def as_callable(value: str | RequestFunction) -> RequestFunction:
     return function  # type: ignore[no-any-return]
 
 
+# Django's LazySettings keeps each setting it has resolved in its instance
+# dict, and empties that dict whenever the settings change (override_settings,
+# assignment, deletion), so ``settings.NAME`` finds it there first. Reading the
+# dict directly returns the same value without the lazy object's Python-level
+# ``__getattribute__``; a name not resolved yet goes through ``settings``.
+_resolved: dict[str, Any] = object.__getattribute__(settings, "__dict__")
+_MISSING = object()
+
+
+def setting(name: str, default: Any = None) -> Any:
+    """``getattr(settings, name, default)``, read on every call, cheaply."""
+    value = _resolved.get(name, _MISSING)
+    if value is _MISSING:
+        value = getattr(settings, name, default)
+    return value
+
+
 class IdempotencySettings:
     def _get(self, name: str) -> Any:
-        return getattr(settings, "IDEMPOTENCY", {}).get(name, DEFAULTS[name])
+        configured: Mapping[str, Any] = setting("IDEMPOTENCY", DEFAULTS)
+        return configured.get(name, DEFAULTS[name])
 
     @property
     def HEADER(self) -> str:

@@ -27,7 +27,7 @@ from rest_framework.response import Response
 from idempotency import http
 from idempotency.conf import RequestFunction, idempotency_settings
 from idempotency.log import logger
-from idempotency.options import OPTIONS_ATTRIBUTE, ViewOptions, options_of
+from idempotency.options import OPTION_NAMES, OPTIONS_ATTRIBUTE, ViewOptions, options_of
 from idempotency.problems import Misconfigured, Problem, RequestTooLarge, render_problem
 from idempotency.validation import UNSAFE_METHODS
 
@@ -100,12 +100,32 @@ class IdempotencyMixin(_Base):
         # The get_idempotency_* hooks answer per request, so their answers are
         # checked here, by the rules the class attributes met at class
         # creation: a ttl of 0 or a GET would silently unprotect the view.
+        checked: tuple[object, ...] | None = _checked_key(options)
+        try:
+            if checked in _CHECKED:
+                return options  # the same answers, of the same types, passed before
+        except TypeError:
+            checked = None  # an unhashable answer is checked every time
         problems = options.problems(lambda field: _hook_label(type(self), field))
         if problems:
             logger.error("Idempotency options of %s are invalid; the request was refused: %s",
                          type(self).__qualname__, problems[0].message)  # fmt: skip
             raise Misconfigured()
+        if checked is not None and len(_CHECKED) < CHECKED_MAX:
+            _CHECKED.add(checked)
         return options
+
+
+# Answers of the hooks that passed the checks, each value with its type (True
+# and 1 are equal, and only one is a valid ``required``). Bounded, for hooks
+# that answer with a new object each time (a lambda as scope).
+CHECKED_MAX = 256
+_CHECKED: set[tuple[object, ...]] = set()
+
+
+def _checked_key(options: ViewOptions) -> tuple[object, ...]:
+    values = tuple(getattr(options, name) for name in OPTION_NAMES)
+    return (*map(type, values), *values)
 
 
 def _hook_label(view: type, field: str) -> str:
@@ -134,7 +154,9 @@ def arm(view: Any, request: HttpRequest, options_for: OptionsFor) -> None:
         return  # armed by the mixin and by @idempotent on dispatch: protect once
     form = request.content_type == "application/x-www-form-urlencoded"  # may carry a token
     problem = None
-    if name.upper() in UNSAFE_METHODS and (idempotency_settings.HEADER in request.headers or form):
+    if name.upper() in UNSAFE_METHODS and (
+        http.header(request, idempotency_settings.HEADER) is not None or form
+    ):
         problem = read_body_early(request)
 
     def idempotent_handler(request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:

@@ -294,6 +294,8 @@ def _release(store: RecordStore, claim: Claim, attempt: Attempt, door: Door[Any]
 
 
 def _notify(signal: Signal, attempt: Attempt, door: Door[Any], **extra: object) -> None:
+    if not signal.receivers:
+        return  # what send_robust answers with no receivers, without building its arguments
     # Imported here: ``idempotency.idempotent`` must be importable before the
     # app registry is ready (decorators run at URLconf import time).
     from idempotency.models import IdempotencyRecord

@@ -22,6 +22,7 @@ from django.core.exceptions import (
 )
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
+from django.http.request import HttpHeaders
 from django.http.response import HttpResponseBase
 
 from idempotency import crypto, engine, tokens, turns
@@ -158,7 +159,7 @@ def _prepare(
     """The attempt and the door for a request, or ``None`` to let it pass untouched."""
     if (request.method or "").upper() not in options.methods:
         return None
-    raw = request.headers.get(idempotency_settings.HEADER)
+    raw = header(request, idempotency_settings.HEADER)
     if raw is None:
         raw = _form_token(request, options.token)
     if options.token:
@@ -195,6 +196,27 @@ def _prepare(
         previous_keys=key_digests[1:],
     )
     return attempt, HttpDoor(request, key, scope, options.sensitive, with_data)
+
+
+_WSGI_NAMES: dict[str, str] = {}
+
+
+def header(request: HttpRequest, name: str) -> str | None:
+    """The value of the header ``name``, as ``request.headers.get(name)`` has it.
+
+    Read from ``request.META`` under the header's WSGI name, where Django's
+    servers and test client put it: ``request.headers`` would build a mapping
+    of every header of the request to find one. DRF's ``Request`` reads the
+    ``HttpRequest`` it wraps. A name with an underscore, which no WSGI name
+    turns back into, takes ``request.headers``.
+    """
+    if "_" in name:
+        return request.headers.get(name)
+    wsgi_name = _WSGI_NAMES.get(name)
+    if wsgi_name is None:
+        wsgi_name = _WSGI_NAMES[name] = HttpHeaders.to_wsgi_name(name)
+    value: str | None = getattr(request, "_request", request).META.get(wsgi_name)
+    return value
 
 
 def with_principal(fingerprint: str, principal: str, scope: str) -> str:

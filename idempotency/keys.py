@@ -13,8 +13,7 @@ import hashlib
 import hmac
 from functools import lru_cache
 
-from django.conf import settings
-
+from idempotency.conf import setting
 from idempotency.problems import KeyInvalid
 
 PRINTABLE_ASCII = frozenset(chr(code) for code in range(0x20, 0x7F))
@@ -77,7 +76,7 @@ def _unquote(quoted: str) -> str:
 
 def digest(key: str) -> str:
     """What the store keeps of ``key``: a hex HMAC-SHA256 under the current secret."""
-    return _digest(key, settings.SECRET_KEY)
+    return _digest(key, setting("SECRET_KEY"))
 
 
 def digests(key: str) -> tuple[str, ...]:
@@ -86,7 +85,7 @@ def digests(key: str) -> tuple[str, ...]:
     Records written before a key rotation are found under a fallback digest,
     so a retry after a rotation still replays instead of running again.
     """
-    fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", ())
+    fallbacks = setting("SECRET_KEY_FALLBACKS", ())
     return (digest(key), *(_digest(key, secret) for secret in fallbacks))
 
 
@@ -96,13 +95,13 @@ def shown(key_digest: str) -> str:
 
 
 def _digest(key: str, secret: str | bytes) -> str:
-    mac = _keyed(secret if isinstance(secret, bytes) else secret.encode()).copy()
-    mac.update(key.encode())
-    return mac.hexdigest()
+    # One call into OpenSSL: hmac.new() and copy() would build Python objects.
+    mac_key = _mac_key(secret if isinstance(secret, bytes) else secret.encode())
+    return hmac.digest(mac_key, key.encode(), "sha256").hex()
 
 
 @lru_cache(maxsize=8)
-def _keyed(secret: bytes) -> hmac.HMAC:
+def _mac_key(secret: bytes) -> bytes:
     # The HMAC key is derived from the secret rather than the secret itself, so
     # a digest never doubles as a signature Django would accept elsewhere.
-    return hmac.new(hashlib.sha256(_SALT + secret).digest(), digestmod=hashlib.sha256)
+    return hashlib.sha256(_SALT + secret).digest()

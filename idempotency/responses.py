@@ -79,7 +79,7 @@ def content_type(stored: StoredResponse) -> str:
 
 
 def _replayable_headers(response: HttpResponseBase, extra: Iterable[str]) -> dict[str, str]:
-    allowed = REPLAYABLE_HEADERS | {name.lower() for name in extra}
+    allowed = REPLAYABLE_HEADERS | {name.lower() for name in extra} if extra else REPLAYABLE_HEADERS
     return {
         name: value
         for name, value in response.items()
@@ -96,8 +96,14 @@ def _settable(name: str, value: str) -> bool:
     (U+2028) the encoding folds onto a second line, which it then refuses to
     set: stored, such a header would make every replay a 500 for the TTL.
     """
+    if _plain(name) and _plain(value):
+        return True  # what Django sets as it is: ASCII on one line
     try:
         HttpResponse()[name] = value
     except BadHeaderError:
         return False
     return True
+
+
+def _plain(text: object) -> bool:
+    return isinstance(text, str) and text.isascii() and "\n" not in text and "\r" not in text

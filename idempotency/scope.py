@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import models
 from django.http import HttpRequest
 
-from idempotency.conf import idempotency_settings
+from idempotency.conf import idempotency_settings, setting
 from idempotency.fields import SCOPE_LENGTH
 from idempotency.problems import AnonymousRefused
 
@@ -89,6 +89,8 @@ def _name(who: object, secret: bool = False) -> str:
             raise UnknownPrincipal(f"the principal {type(who).__name__} has no primary key")
         # A proxy of the user model is a user.
         meta = (who._meta.concrete_model or type(who))._meta
+        if meta.label_lower == setting("AUTH_USER_MODEL").lower():
+            return f"user:{who.pk}"  # the user model itself: no registry lookup
         user_model = get_user_model()
         if meta.label_lower == (user_model._meta.concrete_model or user_model)._meta.label_lower:
             return f"user:{who.pk}"

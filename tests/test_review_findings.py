@@ -51,6 +51,13 @@ class TtlNegativePerRequest(IdempotencyMixin, _Charging):
         return -60
 
 
+class RequiredPerRequest(IdempotencyMixin, _Charging):
+    answers: list[Any] = []
+
+    def get_idempotency_required(self) -> Any:
+        return self.answers.pop(0)
+
+
 class GetNamedPerRequest(IdempotencyMixin, APIView):
     def get_idempotency_methods(self) -> Any:
         return frozenset({"GET", "POST"})
@@ -129,6 +136,7 @@ urlpatterns = [
     path("ttl-zero/", TtlZeroPerRequest.as_view()),
     path("ttl-negative/", TtlNegativePerRequest.as_view()),
     path("get-named/", GetNamedPerRequest.as_view()),
+    path("required-per-request/", RequiredPerRequest.as_view()),
     path("decorated-and-mixin/", DecoratedAndMixin.as_view()),
     path("token-form/", token_form),
     path("short-token/", short_token),
@@ -156,6 +164,18 @@ def test_mixin_get_idempotency_ttl_out_of_range_never_runs_the_view_twice(
     except (TypeError, ValueError):
         pass  # refusing loudly is an acceptable fix
     assert Charge.objects.count() <= 1
+
+
+def test_mixin_hook_answer_equal_to_a_valid_one_is_still_checked(client: Any) -> None:
+    """Contract 3: a per-request answer of the wrong type is refused. The
+    answers that passed are remembered so that they are not checked again,
+    and 1 equals True: ``required=1`` must not pass as the ``True`` before it."""
+    RequiredPerRequest.answers[:] = [True, 1]
+    assert post(client, "/required-per-request/").status_code == 201
+    refused = client.post("/required-per-request/", "{}", content_type="application/json",
+                          headers={"Idempotency-Key": "another-key"})  # fmt: skip
+    assert refused.status_code == 500
+    assert Charge.objects.count() == 1
 
 
 def test_mixin_get_idempotency_methods_naming_get_does_not_replay_gets(client: Any) -> None:

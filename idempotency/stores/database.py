@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from types import TracebackType
 from typing import Any
 
 from django.db import (
@@ -29,6 +29,7 @@ from django.db import (
     transaction,
 )
 
+from idempotency.fields import KEY_LENGTH, SCOPE_LENGTH
 from idempotency.models import IdempotencyRecord, Status
 from idempotency.stores.base import (
     Attempt,
@@ -182,8 +183,9 @@ class DatabaseRecordStore:
 
     def claim(self, attempt: Attempt) -> Claim:
         self._refuse_oversized(attempt)
-        nested = self.connection.in_atomic_block
-        if nested and self.connection.needs_rollback:
+        connection = self.connection
+        nested = connection.in_atomic_block
+        if nested and connection.needs_rollback:
             # An earlier claim of this request failed inside the enclosing
             # transaction, which can only roll back now.
             raise StoreContentionError("the enclosing transaction is marked for rollback")
@@ -191,7 +193,7 @@ class DatabaseRecordStore:
             with self._reachable():
                 claim = self._claim(attempt)
         except (StoreContentionError, StoreUnavailableError, StoreMisconfiguredError):
-            if nested and self.connection.vendor == "postgresql":
+            if nested and connection.vendor == "postgresql":
                 # PostgreSQL aborted the enclosing transaction: it cannot commit.
                 transaction.set_rollback(True, using=self.alias)
             raise
@@ -236,9 +238,9 @@ class DatabaseRecordStore:
     def _refuse_oversized(self, attempt: Attempt) -> None:
         # MariaDB's INSERT IGNORE would store a truncated scope even in strict
         # mode, and the claim would then never find its own record again.
-        for name in ("scope", "key"):
-            limit = getattr(IdempotencyRecord._meta.get_field(name), "max_length", 0)
-            if len(getattr(attempt, name)) > limit:
+        for name, value, limit in (("scope", attempt.scope, SCOPE_LENGTH),
+                                   ("key", attempt.key, KEY_LENGTH)):  # fmt: skip
+            if len(value) > limit:
                 raise ValueError(f"The idempotency {name} is longer than its column ({limit}).")
 
     def _claim(self, attempt: Attempt) -> Claim:
@@ -353,6 +355,8 @@ class DatabaseRecordStore:
         after_commits(aliases, complete)
 
     def _enclosing_on_other_databases(self) -> list[str]:
+        if len(connections.settings) == 1:
+            return []  # one database: there is no other
         return [
             connection.alias
             for connection in connections.all(initialized_only=True)
@@ -388,23 +392,39 @@ class DatabaseRecordStore:
             cursor.execute(sql, params)
             return list(cursor.fetchall())
 
-    @contextmanager
-    def _reachable(self) -> Iterator[None]:
-        # Connection failures mean "cannot tell who holds the key": the caller
-        # answers 503 rather than run unprotected. Lock conflicts mean a
-        # concurrent request on the same key: 409. A missing table is a
-        # deployment error, loud, not an outage.
-        try:
-            yield
-        except DatabaseError as error:
-            if _is_missing_table(error):
-                raise StoreMisconfiguredError(
-                    f"The idempotency records table or its functions do not exist in database "
-                    f"{self.alias!r}: run manage.py migrate idempotency --database {self.alias}."
-                ) from error
-            if isinstance(error, OperationalError | InterfaceError):
-                raise _translated(error) from error
-            raise
+    def _reachable(self) -> _Reachable:
+        return _Reachable(self.alias)
+
+
+class _Reachable:
+    """Database errors as the store's: a class, not a generator, as it runs
+    around every statement.
+
+    Connection failures mean "cannot tell who holds the key": the caller
+    answers 503 rather than run unprotected. Lock conflicts mean a
+    concurrent request on the same key: 409. A missing table is a
+    deployment error, loud, not an outage.
+    """
+
+    __slots__ = ("alias",)
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:  # fmt: skip
+        if not isinstance(error, DatabaseError):
+            return
+        if _is_missing_table(error):
+            raise StoreMisconfiguredError(
+                f"The idempotency records table or its functions do not exist in database "
+                f"{self.alias!r}: run manage.py migrate idempotency --database {self.alias}."
+            ) from error
+        if isinstance(error, OperationalError | InterfaceError):
+            raise _translated(error) from error
 
 
 # PostgreSQL SQLSTATEs: serialization_failure, deadlock_detected,

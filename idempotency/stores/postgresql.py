@@ -68,12 +68,14 @@ class PostgresRecordStore(DatabaseRecordStore):
         """Claim, COMMIT and BEGIN in one message; ``None`` sends the call
         down the generic path (a record to take over, or one just released)."""
         atomic = transaction.atomic(using=self.alias)
-        with self._reachable():
+        reachable = self._reachable()
+        with reachable:
             atomic.__enter__()
         try:
-            with self._reachable():
-                self.connection.connection.autocommit = True  # the BEGIN is ours to send
-                with self._cursor() as cursor:
+            with reachable:
+                connection = self.connection
+                connection.connection.autocommit = True  # the BEGIN is ours to send
+                with connection.cursor() as cursor:
                     cursor.execute(CLAIM_AND_BEGIN, self._claim_params(attempt, async_commit=True))
                     cursor.nextset()  # past the BEGIN's result to the claim's
                     rows = list(cursor.fetchall())

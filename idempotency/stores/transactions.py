@@ -46,6 +46,8 @@ def enclosing_rollback_elsewhere(alias: str) -> bool:
     """Whether a transaction the call runs in on another database than the
     records' is marked for rollback: its writes will not commit, so neither
     may its outcome (waiting for that commit would wait forever)."""
+    if len(connections.settings) == 1:
+        return False  # one database: there is no other
     return any(
         connection.in_atomic_block and connection.needs_rollback
         for connection in connections.all(initialized_only=True)
