@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from idempotency import idempotent
 from idempotency.drf import IdempotencyMixin
 from idempotency.keys import digest
 from idempotency.models import IdempotencyRecord
+from tests.conftest import atomic_requests_set
 from tests.test_http import assert_problem, send
 from tests.testapp.models import Charge
 
@@ -163,10 +165,44 @@ def test_decorator_with_a_bad_option_raises_at_decoration(
 # 5. Views that handle their transaction themselves
 
 
-def test_a_durable_atomic_block_inside_the_view_needs_atomic_false(client: Any) -> None:
-    with pytest.raises(RuntimeError, match="durable"):
-        send(client, "/durable/", key="durable")
-    assert not IdempotencyRecord.objects.exists()  # released, not stuck
+@pytest.mark.parametrize("path", ["/durable/", "/durable-mixin/"])
+def test_a_durable_atomic_block_inside_the_view_is_misconfigured_and_names_atomic_false(
+    client: Any, caplog: Any, path: str
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="idempotency"):
+        first = send(client, path, key="durable")
+    [record] = [r for r in caplog.records if r.name == "idempotency"]
+    again = send(client, path, key="durable")
+
+    problem = assert_problem(first, 500, "misconfigured")
+    assert "durable atomic block" in problem["detail"]
+    assert "@idempotent(atomic=False)" in problem["detail"]
+    assert "idempotency_atomic = False" in problem["detail"]
+    assert_problem(again, 500, "misconfigured")  # released, not stuck in progress
+    assert not IdempotencyRecord.objects.exists()
+    assert not Charge.objects.exists()
+    assert record.levelno == logging.ERROR
+    assert "durable atomic block" in record.getMessage()
+    assert "atomic=False" in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+    assert "durable atomic block cannot be nested" in str(record.exc_info[1])
+
+
+def test_a_durable_block_refused_under_atomic_requests_is_djangos_error() -> None:
+    # The request's own transaction encloses the view too: atomic=False would
+    # not help, so the package does not say it would.
+    client = Client(raise_request_exception=True)
+    with atomic_requests_set(True), pytest.raises(RuntimeError, match="durable atomic block"):
+        send(client, "/durable/", key="durable-atomic-requests")
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_a_runtime_error_of_the_views_own_propagates_unchanged(client: Any) -> None:
+    with pytest.raises(RuntimeError, match="durable atomic block") as raised:
+        send(client, "/durable-lookalike/", key="lookalike")
+    assert raised.value.__cause__ is None
+    assert not IdempotencyRecord.objects.exists()
+    assert not Charge.objects.exists()
 
 
 def test_a_view_that_owns_its_transaction_runs_once_and_replays(client: Any) -> None:
