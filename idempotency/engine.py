@@ -31,6 +31,7 @@ from django.dispatch import Signal
 from idempotency import signals, turns
 from idempotency.log import log
 from idempotency.problems import (
+    DurableBlockRefused,
     KeyReused,
     Misconfigured,
     RequestInProgress,
@@ -117,8 +118,12 @@ def protect(
             log(logging.WARNING, "Idempotency lock taken over", attempt)
             yield Blocking(_notify, (signals.lock_taken_over, attempt, door))
         result = yield Run()
-    except BaseException:  # the call's, or a cancellation (adrive) at any step from here
+    except BaseException as error:  # the call's, or a cancellation (adrive) at any step from here
+        # Asked before the release ends the store's transaction.
+        durable = yield Blocking(_refused_durable, (store, claim, attempt, error))
         yield Blocking(_release, (store, claim, attempt, door))
+        if durable:
+            raise DurableBlockRefused() from error
         raise
     finished: Result = yield Blocking(_finish, (store, claim, attempt, door, result))
     return finished
@@ -215,6 +220,20 @@ def _claim(store: RecordStore, attempt: Attempt) -> Claim:
     if claim.outcome is ClaimOutcome.ACQUIRED:
         turns.hold(claim)  # until _finish or _release lets go
     return claim
+
+
+def _refused_durable(
+    store: RecordStore, claim: Claim, attempt: Attempt, error: BaseException
+) -> bool:
+    """Whether the call failed because its durable atomic block cannot open in
+    the store's transaction (docs/transactions.md, ``atomic=False``)."""
+    if not store.refused_durable_block(claim, error):
+        return False
+    log(logging.ERROR, "Idempotency refused the call: it opens a durable atomic block inside "
+        "the package's transaction; declare the view @idempotent(atomic=False) "
+        "(idempotency_atomic = False on the mixin). The key was released", attempt,
+        exc_info=error)  # fmt: skip
+    return True
 
 
 def _answer(claim: Claim, attempt: Attempt, door: Door[Result]) -> Result:

@@ -23,6 +23,7 @@ from idempotency.arguments import KeyOf, call_fingerprint, call_key, is_bound_ta
 from idempotency.conf import as_timedelta, idempotency_settings
 from idempotency.keys import digests
 from idempotency.problems import (
+    DurableBlockRefused,
     KeyReused,
     Problem,
     RequestInProgress,
@@ -162,6 +163,9 @@ def _call(
     steps = engine.protect(get_store(), attempt, FunctionDoor(), timedelta(0))
     try:
         return engine.drive(steps, lambda: function(*args, **kwargs))
+    except DurableBlockRefused as problem:
+        # Functions have no atomic=False: Django's own error, unchanged.
+        raise problem.__cause__ from None  # type: ignore[misc]
     except KeyReused as problem:
         raise KeyReusedError(
             f"The idempotency key of this call to {options.name} was used for a call with "

@@ -184,6 +184,17 @@ class Misconfigured(Problem):
     )
 
 
+class DurableBlockRefused(Misconfigured):
+    # The view opened transaction.atomic(durable=True) inside the package's
+    # own transaction, which Django refuses with a RuntimeError.
+    detail = (
+        "This view opens a durable atomic block (transaction.atomic(durable=True)), which "
+        "cannot run inside the transaction the package runs it in; it must be declared "
+        "@idempotent(atomic=False) (idempotency_atomic = False on IdempotencyMixin). The "
+        "request was rolled back and its idempotency key released."
+    )
+
+
 class StoreUnavailable(Problem):
     status = 503
     title = "Idempotency record store unavailable"

@@ -861,7 +861,7 @@ def with_celery_app(monkeypatch, **conf):
     return app
 
 
-def test_a_lock_shorter_than_the_visibility_timeout_is_w008(settings, monkeypatch):
+def test_a_lock_shorter_than_the_visibility_timeout_is_w009(settings, monkeypatch):
     with_celery_app(monkeypatch, broker_transport_options={"visibility_timeout": 3600})
 
     message = only(idempotency_messages(), "idempotency.W009")
@@ -870,7 +870,7 @@ def test_a_lock_shorter_than_the_visibility_timeout_is_w008(settings, monkeypatc
     assert "60 seconds" in message.msg
 
 
-def test_a_protected_tasks_own_time_limit_is_w008(settings, monkeypatch):
+def test_a_protected_tasks_own_time_limit_is_w009(settings, monkeypatch):
     from idempotency import idempotent_function
 
     app = with_celery_app(monkeypatch)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Group, User
-from django.test import AsyncClient, Client
+from django.http import HttpResponse
+from django.test import AsyncClient, Client, RequestFactory
 from rest_framework import viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.views import APIView
@@ -19,6 +22,9 @@ from idempotency import idempotent
 from idempotency.drf import IdempotencyMixin
 from idempotency.keys import digest
 from idempotency.models import IdempotencyRecord
+from idempotency.stores.dialects import DatabaseNow
+from tests.conftest import atomic_requests_set
+from tests.test_checks import idempotency_messages, only
 from tests.test_http import assert_problem, send
 from tests.testapp.models import Charge
 
@@ -160,13 +166,99 @@ def test_decorator_with_a_bad_option_raises_at_decoration(
         idempotent(**options)
 
 
+# A ttl as long as the validation accepts is stored as its expiry, on every
+# database (MariaDB refused the claim with a datetime overflow, SQLite stored
+# NULL, PostgreSQL a year 10000 no datetime reads back); a longer one is refused.
+
+
+def longest_ttl() -> timedelta:
+    """The longest ttl the validation accepts now: it ends just before 9999."""
+    return datetime(9999, 1, 1, tzinfo=timezone.utc) - datetime.now(timezone.utc)
+
+
+def database_now() -> datetime:
+    return IdempotencyRecord.objects.annotate(now=DatabaseNow()).values_list("now", flat=True)[0]
+
+
+@pytest.mark.parametrize("where", ["view", "setting"])
+def test_the_longest_ttl_accepted_is_stored_as_its_expiry_and_replays(
+    client: Any, settings: Any, where: str
+) -> None:
+    # A minute's margin: the checks and the request come a moment later.
+    ttl = longest_ttl() - timedelta(minutes=1)
+    if where == "view":
+        view = idempotent(ttl=ttl)(lambda request: HttpResponse("ran", status=201))
+        call = lambda: view(RequestFactory().post(  # noqa: E731
+            "/x/", b"{}", content_type="application/json", HTTP_IDEMPOTENCY_KEY="huge"
+        ))  # fmt: skip
+    else:
+        settings.IDEMPOTENCY = {"TTL": ttl}
+        assert not [m for m in idempotency_messages() if m.id == "idempotency.E007"]
+        call = lambda: send(client, key="huge")  # noqa: E731
+
+    first = call()
+    now = database_now()
+    again = call()
+
+    assert first.status_code == 201
+    assert again.status_code == 201 and again["Idempotent-Replayed"] == "true"
+    [expires_at] = IdempotencyRecord.objects.values_list("expires_at", flat=True)
+    # Read back as written (MariaDB's zero date 0000-00-00 reads as None).
+    assert expires_at is not None and expires_at.year == 9998
+    assert now + ttl - timedelta(seconds=5) <= expires_at <= now + ttl
+
+
+def test_a_ttl_ending_in_9999_is_refused_by_the_decorator_and_the_checks(settings: Any) -> None:
+    beyond = longest_ttl() + timedelta(days=1)
+    with pytest.raises(ValueError, match="ends before the year 9999"):
+        idempotent(ttl=beyond)
+    with pytest.raises(ValueError, match="ends before the year 9999"):
+        type("Long", (IdempotencyMixin, viewsets.ViewSet), {"idempotency_ttl": beyond})
+    settings.IDEMPOTENCY = {"TTL": beyond}
+    assert "before the year 9999" in only(idempotency_messages(), "idempotency.E007").msg
+
+
 # 5. Views that handle their transaction themselves
 
 
-def test_a_durable_atomic_block_inside_the_view_needs_atomic_false(client: Any) -> None:
-    with pytest.raises(RuntimeError, match="durable"):
-        send(client, "/durable/", key="durable")
-    assert not IdempotencyRecord.objects.exists()  # released, not stuck
+@pytest.mark.parametrize("path", ["/durable/", "/durable-mixin/"])
+def test_a_durable_atomic_block_inside_the_view_is_misconfigured_and_names_atomic_false(
+    client: Any, caplog: Any, path: str
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="idempotency"):
+        first = send(client, path, key="durable")
+    [record] = [r for r in caplog.records if r.name == "idempotency"]
+    again = send(client, path, key="durable")
+
+    problem = assert_problem(first, 500, "misconfigured")
+    assert "durable atomic block" in problem["detail"]
+    assert "@idempotent(atomic=False)" in problem["detail"]
+    assert "idempotency_atomic = False" in problem["detail"]
+    assert_problem(again, 500, "misconfigured")  # released, not stuck in progress
+    assert not IdempotencyRecord.objects.exists()
+    assert not Charge.objects.exists()
+    assert record.levelno == logging.ERROR
+    assert "durable atomic block" in record.getMessage()
+    assert "atomic=False" in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+    assert "durable atomic block cannot be nested" in str(record.exc_info[1])
+
+
+def test_a_durable_block_refused_under_atomic_requests_is_djangos_error() -> None:
+    # The request's own transaction encloses the view too: atomic=False would
+    # not help, so the package does not say it would.
+    client = Client(raise_request_exception=True)
+    with atomic_requests_set(True), pytest.raises(RuntimeError, match="durable atomic block"):
+        send(client, "/durable/", key="durable-atomic-requests")
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_a_runtime_error_of_the_views_own_propagates_unchanged(client: Any) -> None:
+    with pytest.raises(RuntimeError, match="durable atomic block") as raised:
+        send(client, "/durable-lookalike/", key="lookalike")
+    assert raised.value.__cause__ is None
+    assert not IdempotencyRecord.objects.exists()
+    assert not Charge.objects.exists()
 
 
 def test_a_view_that_owns_its_transaction_runs_once_and_replays(client: Any) -> None:

@@ -224,6 +224,31 @@ def test_custom_fingerprint_is_used(client: Any, settings: Any, hook: Any) -> No
     assert Charge.objects.count() == 1
 
 
+def raising_fingerprint(request: Any) -> str:
+    raise KeyError("timestamp")
+
+
+@pytest.mark.parametrize("path", ["/plain/", "/viewset/"], ids=["django", "drf"])
+@pytest.mark.parametrize(
+    "hook",
+    ["tests.test_fingerprint.raising_fingerprint", raising_fingerprint],
+    ids=["dotted-path", "callable"],
+)
+def test_a_fingerprint_setting_that_raises_is_500_misconfigured_runs_no_view_and_stores_nothing(
+    client: Any, settings: Any, caplog: Any, hook: Any, path: str
+) -> None:
+    settings.IDEMPOTENCY = {"FINGERPRINT": hook}
+
+    response = send(client, path, key="fingerprint-fails")
+
+    assert_problem(response, 500, "misconfigured")
+    assert Charge.objects.count() == 0
+    assert not IdempotencyRecord.objects.exists()
+    [record] = [r for r in caplog.records if r.name == "idempotency"]
+    assert "FINGERPRINT failed" in record.getMessage() and record.levelname == "ERROR"
+    assert record.exc_info is not None and record.exc_info[0] is KeyError
+
+
 def test_default_fingerprint_tells_volatile_fields_apart(client: Any) -> None:
     assert send(client, body={"amount": 5, "timestamp": 1}).status_code == 201
 

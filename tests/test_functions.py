@@ -475,3 +475,20 @@ def test_sixteen_threads_with_one_key_run_the_function_once(transactional_db):
         f"functions, 16 threads ({connection.vendor}): 1 run, {len(in_progress)} "
         f"InProgressError, {len(values) - 1} stored value"
     )
+
+
+@idempotent_function(key="order_id")
+def durable_charge(order_id):
+    runs.append(order_id)
+    with transaction.atomic(durable=True):
+        Charge.objects.create(amount=1, label=order_id)
+    return "charged"
+
+
+def test_a_function_opening_a_durable_block_raises_djangos_error_and_is_released():
+    # Functions have no atomic=False: Django's refusal reaches the caller as it is.
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="durable atomic block cannot be nested"):
+            durable_charge("durable-order")
+    assert runs == ["durable-order", "durable-order"]  # released: the retry ran again
+    assert not IdempotencyRecord.objects.exists()

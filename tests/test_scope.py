@@ -148,6 +148,29 @@ def constant_scope(request: Any) -> str:
     return "constant"
 
 
+def failing_scope(request: Any) -> str:
+    raise LookupError("the tenant service is down")
+
+
+@pytest.mark.parametrize("path", ["/plain/", "/viewset/"], ids=["django", "drf"])
+@pytest.mark.parametrize(
+    "hook", ["tests.test_scope.failing_scope", failing_scope], ids=["dotted-path", "callable"]
+)
+def test_a_scope_setting_that_raises_is_500_misconfigured_runs_no_view_and_stores_nothing(
+    client: Any, settings: Any, caplog: Any, hook: Any, path: str
+) -> None:
+    settings.IDEMPOTENCY = {"SCOPE": hook}
+
+    response = send(client, path, key="scope-fails")
+
+    assert_problem(response, 500, "misconfigured")
+    assert Charge.objects.count() == 0
+    assert not IdempotencyRecord.objects.exists()
+    [record] = [r for r in caplog.records if r.name == "idempotency"]
+    assert "SCOPE function" in record.getMessage() and record.levelname == "ERROR"
+    assert record.exc_info is not None and record.exc_info[0] is LookupError
+
+
 def test_default_scope_names_the_user_or_anonymous(rf: Any, alice: Any) -> None:
     request = rf.post("/")
     request.user = alice

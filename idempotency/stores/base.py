@@ -110,3 +110,8 @@ class RecordStore(Protocol):
     def rollback_requested(self, claim: Claim) -> bool:
         """Whether the call marked its transaction for rollback
         (``transaction.set_rollback(True)``): its outcome must not be kept."""
+
+    def refused_durable_block(self, claim: Claim, error: BaseException) -> bool:
+        """Whether ``error`` (the call's, its transaction still open) is Django
+        refusing a durable atomic block because the store's own transaction
+        encloses it: the call must own its transactions (``atomic=False``)."""

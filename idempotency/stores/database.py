@@ -45,6 +45,7 @@ from idempotency.stores.transactions import (
     after_commits,
     enclosing_rollback_elsewhere,
     leave,
+    refused_durable,
 )
 
 logger = logging.getLogger("idempotency")
@@ -232,6 +233,10 @@ class DatabaseRecordStore:
         if txn.atomic is not None and self.connection.needs_rollback:
             return True
         return enclosing_rollback_elsewhere(self.alias)
+
+    def refused_durable_block(self, claim: Claim, error: BaseException) -> bool:
+        txn: _Transaction = claim.transaction  # type: ignore[assignment]
+        return refused_durable(error, txn.atomic, self.alias)
 
     # ------------------------------------------------------------ the claim
 

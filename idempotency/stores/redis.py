@@ -36,7 +36,12 @@ from idempotency.stores.base import (
     StoreUnavailableError,
 )
 from idempotency.stores.redis_connection import connection
-from idempotency.stores.transactions import after_commits, enclosing_rollback_elsewhere, leave
+from idempotency.stores.transactions import (
+    after_commits,
+    enclosing_rollback_elsewhere,
+    leave,
+    refused_durable,
+)
 
 logger = logging.getLogger("idempotency")
 
@@ -106,6 +111,10 @@ class RedisRecordStore:
         if handle.atomic is not None and connections[handle.alias].needs_rollback:
             return True
         return enclosing_rollback_elsewhere(handle.alias)
+
+    def refused_durable_block(self, claim: Claim, error: BaseException) -> bool:
+        handle: _Handle = claim.transaction  # type: ignore[assignment]
+        return refused_durable(error, handle.atomic, handle.alias)
 
     # ------------------------------------------------------------ the claim
 

@@ -12,6 +12,10 @@ from typing import Any
 
 from django.db import connections, transaction
 
+# Django's refusal of a durable block opened inside another atomic block
+# (django/db/transaction.py, Atomic.__enter__).
+DURABLE_REFUSED = "A durable atomic block cannot be nested within another atomic block."
+
 
 class RolledBack(Exception):
     """Passed to ``Atomic.__exit__`` to make it roll back."""
@@ -53,3 +57,23 @@ def enclosing_rollback_elsewhere(alias: str) -> bool:
         for connection in connections.all(initialized_only=True)
         if connection.alias != alias
     )
+
+
+def refused_durable(error: BaseException, own: Any, alias: str) -> bool:
+    """Whether ``error`` is Django refusing a durable atomic block on ``alias``
+    that only ``own``, the store's open block, enclosed: without it (the call
+    owning its transactions) the block would have opened. Under an enclosing
+    transaction of the project's (ATOMIC_REQUESTS) it would not, so that
+    refusal is not ours to explain."""
+    if own is None or not isinstance(error, RuntimeError) or str(error) != DURABLE_REFUSED:
+        return False
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    if frame is None or frame.tb_frame.f_code is not transaction.Atomic.__enter__.__code__:
+        return False
+    connection = connections[alias]
+    if frame.tb_frame.f_locals.get("connection") is not connection:
+        return False
+    enclosing = [block for block in connection.atomic_blocks if not block._from_testcase]
+    return enclosing == [own]

@@ -15,6 +15,12 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Waiting holds a worker; a wait longer than this is a misunderstanding of
 # the setting (it bounds one duplicate, not a queue).
 MAX_WAIT = timedelta(minutes=10)
+# Every duration must end before this, as its message says. The database adds
+# it to its own clock at each request, later than this check: up to the end
+# of 9999 (Python's and MariaDB's last datetime) MariaDB would refuse the
+# claim with a datetime overflow, SQLite store NULL and PostgreSQL a year
+# 10000 that no Python datetime can read back. The year is the margin.
+LATEST_END = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
 def _as_duration(value: object) -> timedelta | None:
@@ -23,7 +29,8 @@ def _as_duration(value: object) -> timedelta | None:
         return None
     try:
         duration = value if isinstance(value, timedelta) else timedelta(seconds=value)  # type: ignore[arg-type]
-        datetime.now(timezone.utc) + duration
+        if datetime.now(timezone.utc) + duration >= LATEST_END:
+            return None
     except (OverflowError, ValueError, TypeError):
         return None
     return duration

@@ -128,6 +128,18 @@ def test_a_view_that_raises_releases_the_key_and_a_retry_runs_it_again(
     assert Charge.objects.count() == 0  # both executions rolled back
 
 
+def test_a_view_opening_a_durable_block_is_misconfigured_and_released(
+    client: Any, record_store: Backend
+) -> None:
+    first = send(client, "/durable/", key="durable")
+    again = send(client, "/durable/", key="durable")
+
+    assert "atomic=False" in assert_problem(first, 500, "misconfigured")["detail"]
+    assert_problem(again, 500, "misconfigured")  # released, not stuck in progress
+    assert record_store.state("durable") is None
+    assert Charge.objects.count() == 0
+
+
 @pytest.mark.parametrize("status", [500, 503, 409, 429])
 def test_a_5xx_or_release_status_is_not_stored_and_a_retry_runs_the_view(
     client: Any, record_store: Backend, status: int

@@ -18,7 +18,7 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 django.setup()
 
-from celery import Celery  # noqa: E402
+from celery import Celery, shared_task  # noqa: E402
 
 from idempotency import idempotent_function  # noqa: E402
 from tests.testapp.models import Charge  # noqa: E402
@@ -64,3 +64,24 @@ def flaky_payment(order_id: str, gate: str) -> dict[str, object]:
     if attempt == 0:
         raise ConnectionError("the payment provider timed out")
     return {"charge": row.pk, "attempt": attempt}
+
+
+@shared_task(name="tests.tasks.celery_app.shared_receipt", max_retries=30)
+@idempotent_function(key="order_id", on_in_progress="retry")
+def shared_receipt(order_id: str, gate: str) -> dict[str, object]:
+    _started(Path(gate), order_id)
+    row = Charge.objects.create(amount=1, label=order_id)
+    return {"charge": row.pk, "pid": os.getpid()}
+
+
+# The recipe of docs/tasks.md ("Task id or business key"): keyed on the
+# message, so a redelivery of it runs once and a new publish runs again.
+@app.task(bind=True, max_retries=30)
+@idempotent_function(
+    key=lambda self, *args, **kwargs: self.request.id, scope="tasks:by-id", on_in_progress="retry"
+)
+def receipt_by_task_id(self, order_id: str, gate: str) -> dict[str, object]:
+    _started(Path(gate), order_id)
+    row = Charge.objects.create(amount=2, label=order_id)
+    _held(Path(gate), order_id)
+    return {"charge": row.pk, "task_id": self.request.id}

@@ -8,7 +8,9 @@ The figures behind a green run are printed at the end (concurrency tallies).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,7 +23,9 @@ from pathlib import Path
 
 import pytest
 from django.db import connections
+from django.db.models.functions import Now
 
+from idempotency.models import IdempotencyRecord
 from tests.concurrency.race import TALLIES
 from tests.conftest import TEST_DB
 from tests.servers import PROJECT, wait_until
@@ -207,3 +211,123 @@ def test_a_task_that_raises_is_retried_and_then_runs_cleanly(workers, tmp_path, 
     assert value == {"charge": row.pk, "attempt": 1}
     assert celery_app.flaky_payment(order, str(gate)) == value
     assert len(starts(gate, order)) == 2
+
+
+# One worker for the tests below, started once: each names its own orders and
+# task ids, so they share its queue and its log.
+
+
+@pytest.fixture(scope="module")
+def shared_worker(django_db_setup, tmp_path_factory) -> Iterator[Worker]:
+    tmp = tmp_path_factory.mktemp("shared-worker")
+    name = f"idempotency-tests-{uuid.uuid4().hex[:12]}"
+    started: list[Worker] = []
+    try:
+        yield start_worker(started, tmp, name, concurrency=2)
+    finally:
+        for worker in started:
+            worker.stop()
+        with celery_app.app.connection_for_write() as connection, contextlib.suppress(Exception):
+            connection.default_channel.queue_delete(name)
+
+
+def queue_of(worker: Worker) -> str:
+    return worker.process.args[worker.process.args.index("-Q") + 1]  # type: ignore[index, union-attr]
+
+
+def log_lines(worker: Worker, task_id: str, what: str) -> list[str]:
+    return [line for line in worker.log.read_text().splitlines() if f"[{task_id}] {what}" in line]
+
+
+def returned(line: str) -> str:
+    """The return value a worker's "succeeded" log line shows."""
+    match = re.search(r"succeeded in [\d.]+s: (.*)$", line)
+    assert match, line
+    return match[1]
+
+
+def test_a_shared_task_published_twice_runs_once(shared_worker, gate):
+    order = f"order-{uuid.uuid4().hex[:8]}"
+    args = (order, str(gate))
+
+    first = celery_app.shared_receipt.apply_async(args, queue=queue_of(shared_worker))
+    second = celery_app.shared_receipt.apply_async(args, queue=queue_of(shared_worker))
+    results = [first.get(timeout=60), second.get(timeout=60)]
+
+    assert type(celery_app.shared_receipt).__name__ == "Proxy"  # declared by @shared_task
+    assert first.id != second.id
+    assert len(starts(gate, order)) == 1
+    [row] = Charge.objects.filter(label=order)
+    assert results == [{"charge": row.pk, "pid": results[0]["pid"]}] * 2
+
+
+def test_a_task_keyed_on_its_id_runs_once_per_message_and_again_for_a_new_one(shared_worker, gate):
+    order = f"order-{uuid.uuid4().hex[:8]}"
+    args = (order, str(gate))
+    queue = queue_of(shared_worker)
+    message = str(uuid.uuid4())
+
+    celery_app.receipt_by_task_id.apply_async(args, queue=queue, task_id=message).get(timeout=60)
+    # The same message delivered again, as a broker redelivers it.
+    celery_app.receipt_by_task_id.apply_async(args, queue=queue, task_id=message)
+    delivered = wait_until(
+        lambda: len(found := log_lines(shared_worker, message, "succeeded")) == 2 and found,
+        60,
+        "the second delivery is answered",
+    )
+    again = celery_app.receipt_by_task_id.apply_async(args, queue=queue).get(timeout=60)
+
+    assert len(starts(gate, order)) == 2  # the first delivery, and the new publish
+    first_row, new_row = Charge.objects.filter(label=order).order_by("pk")
+    # Both deliveries of the message answered the first run's value.
+    values = {returned(line) for line in delivered}
+    assert values == {repr({"charge": first_row.pk, "task_id": message})}
+    assert again["charge"] == new_row.pk and again["task_id"] != message
+
+
+RETRY_LINE = re.compile(r"retry: Retry in (\d+)s: InProgressError\('.*retry after ([\d.]+) s\.'\)")
+
+
+def lock_remaining(order_path: str) -> float:
+    """Seconds left on the in-progress record's lock, by the database's clock."""
+    [(locked_until, now)] = (
+        IdempotencyRecord.objects.filter(path=order_path, status="in_progress")
+        .annotate(now=Now())
+        .values_list("locked_until", "now")
+    )
+    return (locked_until - now).total_seconds()
+
+
+def test_a_duplicate_that_finds_the_key_held_retries_after_the_locks_remaining_time(
+    shared_worker, gate
+):
+    order = f"order-{uuid.uuid4().hex[:8]}"
+    args = (order, str(gate))
+    queue = queue_of(shared_worker)
+    message = str(uuid.uuid4())
+    path = "tests.tasks.celery_app.receipt_by_task_id"
+    (gate / f"{order}.hold").touch()
+
+    result = celery_app.receipt_by_task_id.apply_async(args, queue=queue, task_id=message)
+    wait_until(lambda: starts(gate, order), 60, "the first run starts")
+    before = lock_remaining(path)
+    # The message redelivered while its first delivery still runs.
+    celery_app.receipt_by_task_id.apply_async(args, queue=queue, task_id=message)
+    [line] = wait_until(lambda: log_lines(shared_worker, message, "retry"), 60, "the copy retries")
+    after = lock_remaining(path)
+    (gate / f"{order}.hold").unlink()
+    value = result.get(timeout=60)
+
+    match = RETRY_LINE.search(line)
+    assert match, line
+    countdown, seconds = int(match[1]), float(match[2])
+    # The lock's remaining time when the copy claimed, rounded up.
+    assert after - 0.05 <= seconds <= before + 0.05
+    assert math.ceil(seconds - 0.05) <= countdown <= math.ceil(seconds + 0.05)
+    # The retry, the same message again, replays the first run's value.
+    [done] = wait_until(
+        lambda: log_lines(shared_worker, message, "succeeded")[1:], 60, "the retry is answered"
+    )
+    assert returned(done) == repr(value)
+    assert len(starts(gate, order)) == 1
+    assert Charge.objects.filter(label=order).count() == 1

@@ -89,6 +89,8 @@ urlpatterns += [
     path("dispatch-in-body/", views_doors.DispatchInClassBodyAPIView.as_view()),
     path("mixin-and-dispatch/", views_doors.MixinAndDispatchDecoratedAPIView.as_view()),
     path("durable/", views_doors.durable_view),
+    path("durable-mixin/", views_doors.DurableMixinView.as_view()),
+    path("durable-lookalike/", views_doors.durable_lookalike_view),
     path("owns-transaction/", views_doors.owns_its_transaction_view),
     path("rolls-back/", views_doors.rolls_back_view),
     path("gzipped/", views_doors.gzipped_view),

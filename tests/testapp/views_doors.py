@@ -79,6 +79,21 @@ def durable_view(request: HttpRequest) -> HttpResponse:
         return perform(request)  # type: ignore[no-any-return]
 
 
+class DurableMixinView(IdempotencyMixin, APIView):
+    permission_classes = [permissions.AllowAny]
+
+    def post(self, request: Any) -> Any:
+        with transaction.atomic(durable=True):
+            return perform(request, drf=True)
+
+
+@idempotent
+def durable_lookalike_view(request: HttpRequest) -> HttpResponse:
+    Charge.objects.create(amount=1, label="lookalike")
+    # Django's words, raised by the view itself: not a refused durable block.
+    raise RuntimeError("A durable atomic block cannot be nested within another atomic block.")
+
+
 @idempotent(atomic=False)
 def owns_its_transaction_view(request: HttpRequest) -> HttpResponse:
     with transaction.atomic(durable=True):
