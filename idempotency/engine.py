@@ -119,9 +119,9 @@ def protect(
             yield Blocking(_notify, (signals.lock_taken_over, attempt, door))
         result = yield Run()
     except BaseException as error:  # the call's, or a cancellation (adrive) at any step from here
-        # Asked before the release ends the store's transaction.
-        durable = yield Blocking(_refused_durable, (store, claim, attempt, error))
-        yield Blocking(_release, (store, claim, attempt, door))
+        # One unit: a cancellation held while it runs is raised at the next
+        # step, and there must be no next step before the release.
+        durable = yield Blocking(_release_failed, (store, claim, attempt, door, error))
         if durable:
             raise DurableBlockRefused() from error
         raise
@@ -161,7 +161,12 @@ async def adrive(steps: Steps[Result], call: Callable[[], Awaitable[Any]]) -> Re
     cancelled: asyncio.CancelledError | None = None
     with turns.request():
         while True:
-            step, done = _advance(steps, value, error)
+            try:
+                step, done = _advance(steps, value, error)
+            except BaseException as ended:
+                if cancelled is not None:  # the cancellation held during the last unit
+                    raise cancelled from ended
+                raise
             if step is None:
                 if cancelled is not None:
                     raise cancelled
@@ -222,12 +227,18 @@ def _claim(store: RecordStore, attempt: Attempt) -> Claim:
     return claim
 
 
-def _refused_durable(
-    store: RecordStore, claim: Claim, attempt: Attempt, error: BaseException
+def _release_failed(
+    store: RecordStore, claim: Claim, attempt: Attempt, door: Door[Any], error: BaseException
 ) -> bool:
-    """Whether the call failed because its durable atomic block cannot open in
-    the store's transaction (docs/transactions.md, ``atomic=False``)."""
-    if not store.refused_durable_block(claim, error):
+    """Release the key of a call that raised ``error``; whether it failed
+    because its durable atomic block cannot open in the store's transaction
+    (docs/transactions.md, ``atomic=False``)."""
+    try:
+        # Asked before the release ends the store's transaction.
+        refused = store.refused_durable_block(claim, error)
+    finally:
+        _release(store, claim, attempt, door)
+    if not refused:
         return False
     log(logging.ERROR, "Idempotency refused the call: it opens a durable atomic block inside "
         "the package's transaction; declare the view @idempotent(atomic=False) "

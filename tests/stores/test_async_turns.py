@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -21,9 +22,11 @@ from django.test import AsyncClient
 from django.urls import path
 
 from idempotency import idempotent, idempotent_function
+from idempotency.stores.database import DatabaseRecordStore
+from idempotency.stores.redis import RedisRecordStore
 from tests.stores.conftest import Backend
 from tests.testapp.models import Charge
-from tests.turns import GATES, gate, waits_seen
+from tests.turns import GATES, PATIENCE, gate, waits_seen
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -224,3 +227,40 @@ def test_an_idempotent_call_inside_the_view_keeps_its_requests_turn(
     assert committed_labels() == ["second"]
     assert record_store.state("k-second") == ("completed", 2)
     assert waited
+
+
+def test_a_request_cancelled_while_its_failure_is_examined_still_releases_its_turn(
+    record_store: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client goes away while the store examines the view's failure (the
+    unit before the release). The cancellation waits for that unit, and the
+    release must still run: before, it was thrown at the release's step, so
+    the key, the open transaction and the thread's turn stayed held, and
+    every later request on the thread waited for ever."""
+    examining, resume = threading.Event(), threading.Event()
+    stores = (DatabaseRecordStore, RedisRecordStore)
+    for store_class in stores:
+        original = store_class.refused_durable_block
+
+        def held(self: Any, claim: Any, error: BaseException, original: Any = original) -> bool:
+            examining.set()
+            assert resume.wait(PATIENCE)
+            return bool(original(self, claim, error))
+
+        monkeypatch.setattr(store_class, "refused_durable_block", held)
+
+    async def scenario() -> tuple[bool, int]:
+        client = a_client()
+        first = send(client, "k-first", label="first", fail=True)
+        assert await sync_to_async(examining.wait, thread_sensitive=False)(PATIENCE)
+        first.cancel()  # held until the unit ends
+        resume.set()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(first, PATIENCE)
+        second = await asyncio.wait_for(send(client, "k-second", label="second"), PATIENCE)
+        return first.cancelled(), second.status_code
+
+    assert async_to_sync(scenario)() == (True, 201)
+    assert committed_labels() == ["second"]
+    assert record_store.state("k-first") is None
+    assert record_store.state("k-second") == ("completed", 2)
