@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from django.db import connections
 
+from tests.example_runs import example_env  # noqa: F401 - a fixture, for the example project's tests
+
 TEST_DB = os.environ.get("IDEMPOTENCY_TEST_DB", "sqlite")
 
 

@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
-
-import pytest
 
 from idempotency.conf import DEFAULTS, as_timedelta
+from tests.example_runs import ROOT, manage
 
-ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_FILE = ROOT / "example_project" / "settings.py"
 
 # Run by `manage.py shell -c` inside the example project: drives its API with
@@ -82,31 +76,6 @@ for name in ["checkout", "checkout-double-click"]:
                       "replayed": response.headers.get("Idempotent-Replayed")}))
 print(json.dumps({"name": "checkout-payments", "count": Payment.objects.filter(description="Coffee").count()}))
 """
-
-
-@pytest.fixture(scope="module")
-def example_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    database = tmp_path_factory.mktemp("example_project") / "db.sqlite3"
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "example_project.settings",
-        "DATABASE_URL": f"sqlite:///{database}",
-        "DJANGO_DEBUG": "1",
-        "PAYMENTS_PROCESSOR_DELAY": "0",
-    }
-
-
-def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stderr}"
-    return result
 
 
 def test_system_checks_are_clean(example_env: dict[str, str]) -> None:

@@ -12,12 +12,10 @@ headers, body) is the one the schema documents.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,9 +32,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.example_runs import ROOT, manage
 from tests.servers import NO_CONTROL_SOCKET, free_port, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 DEMO_TOKEN = "demo-token-for-the-example-project-only"  # demo_setup.DEMO_TOKEN
 PROBLEM_JSON = "application/problem+json"
 IDEMPOTENT = [
@@ -78,27 +76,6 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-
-
-@pytest.fixture(scope="module")
-def example_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    database = tmp_path_factory.mktemp("openapi_example") / "db.sqlite3"
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "example_project.settings",
-        "DATABASE_URL": f"sqlite:///{database}",
-        "DJANGO_DEBUG": "1",
-        "PAYMENTS_PROCESSOR_DELAY": "0",
-    }
-
-
-def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stderr}"
-    return result
 
 
 @pytest.fixture(scope="module")
