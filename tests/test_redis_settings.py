@@ -257,3 +257,15 @@ def test_a_hung_redis_is_w011_within_seconds_though_the_url_says_60(settings):
     assert ids(messages) == ["idempotency.W011"]
     assert waited < 5, f"the checks waited {waited:.1f} s"
     print(f"checks against a hung Redis (URL socket_timeout=60): {waited:.2f} s")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("cluster", [False, True])
+def test_the_store_unavailable_log_line_never_shows_the_password(settings, caplog, cluster):
+    url = f"redis://admin:p%2Fss%40w%3Ard@127.0.0.1:{free_port()}/0"
+    settings.IDEMPOTENCY = {"STORE": "redis", "REDIS_URL": url, "REDIS_CLUSTER": cluster}
+
+    response = post(Client(), uuid.uuid4().hex)
+
+    assert response.status_code == 503 and "store unavailable" in caplog.text
+    assert "p%2Fss" not in caplog.text and "p/ss" not in caplog.text
