@@ -19,6 +19,7 @@ from idempotency.conf import DEFAULTS
 from idempotency.options import ViewOptions
 from tests.redis_servers import redis_server
 from tests.servers import free_port
+from tests.test_redis_settings import silent_redis
 
 # Overriding DATABASES is how a project adds an alias; Django warns that its
 # connections do not follow, which is why these checks read the settings.
@@ -149,6 +150,21 @@ BAD = {
     "idempotency.E029": ({}, "'django.db.backends.dummy'"),
     # A URLconf with a view whose scope= does not import.
     "idempotency.E030": ({"ROOT_URLCONF": "tests.testapp.urls_bad_scope"}, "'no.such.path'"),
+    "idempotency.E031": (
+        {"IDEMPOTENCY": {"STORE": "redis", "REDIS_URL": "redis://127.0.0.1:1/0?socket_timeout=x"}},
+        "'socket_timeout'",
+    ),
+    # The shared Redis at 127.0.0.1:6379, only read: it is no cluster node.
+    "idempotency.E032": (
+        {
+            "IDEMPOTENCY": {
+                "STORE": "redis",
+                "REDIS_URL": "redis://127.0.0.1:6379/0",
+                "REDIS_CLUSTER": True,
+            }
+        },
+        "cluster_enabled:0",
+    ),  # fmt: skip
     "idempotency.W001": ({"IDEMPOTENCY": {"TTL": 30, "LOCK_TIMEOUT": 60}}, "60"),
     "idempotency.W003": ({"CORS_ALLOW_HEADERS": ("content-type",)}, "('content-type',)"),
     "idempotency.W004": ({"CORS_EXPOSE_HEADERS": ["X-Cost"]}, "['X-Cost']"),
@@ -159,6 +175,8 @@ BAD = {
     "idempotency.W008": ({"IDEMPOTENCY": {"STORE": "redis"}}, "'allkeys-lru'"),
     "idempotency.W009": ({}, "task_time_limit (300 seconds)"),
     "idempotency.W010": ({"IDEMPOTENCY": {"RELEASE_STATUSES": (200, 201, 429)}}, "200, 201"),
+    # REDIS_URL: a loopback socket that never answers (silent_redis).
+    "idempotency.W011": ({"IDEMPOTENCY": {"STORE": "redis"}}, "within 1 s"),
 }
 
 
@@ -185,6 +203,15 @@ def apply_bad(settings, monkeypatch, check_id, request):
         settings.IDEMPOTENCY = {**settings.IDEMPOTENCY, "REDIS_URL": url}
     if check_id == "idempotency.W009":
         with_celery_app(monkeypatch, task_time_limit=300)
+    if check_id == "idempotency.W011":
+        url = request.getfixturevalue("hung_redis")
+        settings.IDEMPOTENCY = {**settings.IDEMPOTENCY, "REDIS_URL": url}
+
+
+@pytest.fixture
+def hung_redis():
+    with silent_redis() as url:
+        yield url
 
 
 GOOD = {

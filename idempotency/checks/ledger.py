@@ -41,6 +41,8 @@ LEDGER: Mapping[str, str] = {
     "idempotency.E028": "STORE is 'redis' but the redis package does not import",
     "idempotency.E029": "DATABASE is a database the record store does not support",
     "idempotency.E030": "a view's scope= is a dotted path that does not import or names no function",
+    "idempotency.E031": "redis-py refuses REDIS_URL (an unknown query option, a value it cannot read)",
+    "idempotency.E032": "REDIS_CLUSTER does not match the Redis at REDIS_URL (INFO cluster)",
     "idempotency.W001": "LOCK_TIMEOUT is longer than TTL",
     "idempotency.W003": "django-cors-headers does not allow the HEADER request header",
     "idempotency.W004": "django-cors-headers does not expose Idempotent-Replayed",
@@ -50,6 +52,7 @@ LEDGER: Mapping[str, str] = {
     "idempotency.W008": "the Redis at REDIS_URL may evict records (maxmemory-policy)",
     "idempotency.W009": "LOCK_TIMEOUT is shorter than a Celery time limit or visibility_timeout",
     "idempotency.W010": "RELEASE_STATUSES lists a success (2xx) status",
+    "idempotency.W011": "the Redis at REDIS_URL did not answer the checks in time",
 }
 RETIRED: frozenset[str] = frozenset(
     {
