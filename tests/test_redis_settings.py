@@ -123,8 +123,11 @@ def test_decode_responses_in_the_url_does_not_change_the_stores_replies(value):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_url_with_decode_responses_replays_a_binary_body_byte_for_byte(settings):
-    with redis_store_in(settings, f"{REDIS_URL}?decode_responses=true"):
+@pytest.mark.parametrize("query", ["decode_responses=true", "protocol=3"])
+def test_a_url_with_reply_options_replays_a_binary_body_byte_for_byte(settings, query):
+    """Options that change the shape of the replies (RESP3's types too) do
+    not reach the store's client."""
+    with redis_store_in(settings, f"{REDIS_URL}?{query}"):
         key, client = uuid.uuid4().hex, Client()
         first = post(client, key, kind="binary")
         again = post(client, key, kind="binary")
