@@ -86,7 +86,8 @@ class _Deferred:
         """Whether it may still be stored: no enclosing block it waits for
         has rolled back."""
         return all(
-            marker.ran or any(hook[1] is marker for hook in connections[alias].run_on_commit)
+            marker.ran
+            or any(hook[1] is marker for hook in getattr(connections[alias], "run_on_commit", ()))
             for alias, marker in self.markers
         )
 
