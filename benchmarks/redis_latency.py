@@ -70,7 +70,9 @@ def main() -> None:
                 "raw socket PING": timed(ping),
                 "redis-py PING": timed(client.ping),
                 "CLAIM (new key)": timed(functools.partial(store._run, "CLAIM", key, claim)),
-                "CONFIRM": timed(functools.partial(store._run, "CONFIRM", key, [record_id, 1])),
+                "CONFIRM": timed(
+                    functools.partial(store._run, "CONFIRM", key, [record_id, 1, LOCK_MS])
+                ),
                 "COMPLETE": timed(functools.partial(store._run, "COMPLETE", key, complete)),
                 "CLAIM (replay)": timed(functools.partial(store._run, "CLAIM", key, again)),
             }

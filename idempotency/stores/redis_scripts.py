@@ -90,19 +90,34 @@ return {'acquired', ARGV[1], version, taken_over}
 """
 )
 
-# ARGV: id, version. 1 while this claim still owns the in-progress record.
-# It writes (the lock, unchanged) so that a Redis that would refuse the
-# completion (out of memory, read-only after a failover) refuses now, while
-# the call's transaction can still roll back.
-CONFIRM = """
-local found = redis.call('HMGET', KEYS[1], 'id', 'version', 'status', 'locked_until')
-if found[1] == ARGV[1] and tonumber(found[2]) == tonumber(ARGV[2])
-   and found[3] == 'in_progress' then
-  redis.call('HSET', KEYS[1], 'locked_until', found[4])
-  return 1
+# ARGV: id, version, lock_ms. 1 while this claim still owns the in-progress
+# record and its lock is live (Redis clock): a lock that ran out may be taken
+# over by a retry at any moment, so the call's transaction must roll back
+# even if nobody has taken it yet. Confirming renews the lock (and the key's
+# expiry with it) to at least lock_ms from now, so that neither runs out
+# before the completion that follows the commit. The renewal is also the
+# write that makes a Redis that would refuse the completion (out of memory,
+# read-only after a failover) refuse now, while the transaction can still
+# roll back.
+CONFIRM = (
+    _NOW
+    + """
+local key = KEYS[1]
+local found = redis.call('HMGET', key, 'id', 'version', 'status', 'locked_until', 'expires_at')
+if found[1] ~= ARGV[1] or tonumber(found[2]) ~= tonumber(ARGV[2])
+   or found[3] ~= 'in_progress' then
+  return 0
 end
-return 0
+local locked_until = tonumber(found[4])
+if locked_until <= now then
+  return 0
+end
+locked_until = math.max(locked_until, now + tonumber(ARGV[3]))
+redis.call('HSET', key, 'locked_until', locked_until)
+redis.call('PEXPIREAT', key, math.max(locked_until, tonumber(found[5])))
+return 1
 """
+)
 
 # ARGV: id, version, status, headers, sensitive, has_body (1/0), body.
 # 1 when stored, 0 when the record belongs to another writer.
