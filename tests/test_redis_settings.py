@@ -222,6 +222,24 @@ def test_redis_cluster_against_a_redis_that_is_no_cluster_node_is_e032(settings)
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_cluster_node_without_redis_cluster_is_500_misconfigured_for_every_other_slot(
+    settings, caplog, cluster
+):
+    """A key whose slot another master owns gets MOVED: not a Redis that is
+    down (503, retry later) but a setting to correct, named in the log."""
+    settings.IDEMPOTENCY = {"STORE": "redis", "REDIS_URL": cluster.url}
+    keys = [uuid.uuid4().hex for _ in range(24)]
+
+    statuses = {key: post(Client(), key).status_code for key in keys}
+
+    moved = [key for key in keys if statuses[key] != 201]
+    assert moved, "24 keys on one of 3 masters: some must hash elsewhere"
+    assert {statuses[key] for key in moved} == {500}
+    assert not any(key in EXECUTIONS for key in moved)
+    assert "set REDIS_CLUSTER to True" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
 def test_redis_cluster_against_a_redis_that_is_no_cluster_node_is_503_not_an_exception(settings):
     settings.IDEMPOTENCY = {"STORE": "redis", "REDIS_URL": REDIS_URL, "REDIS_CLUSTER": True}
     key = uuid.uuid4().hex

@@ -327,6 +327,14 @@ class RedisRecordStore:
             # reachable at startup).
             return connection(self.url, self.cluster).scripts[script](keys=[key], args=args)
         except errors as error:
+            if not self.cluster and _redirected(error):
+                # A cluster node answering for a slot it does not own: every
+                # key of the other masters' slots would fail the same way.
+                raise StoreMisconfiguredError(
+                    'IDEMPOTENCY["REDIS_URL"] names a Redis Cluster node but '
+                    'IDEMPOTENCY["REDIS_CLUSTER"] is False: set REDIS_CLUSTER to True '
+                    "(manage.py check reports it as idempotency.E032)."
+                ) from error
             # Unreachable, timed out, read-only after a failover, out of
             # memory, a cluster without a master for the slot: nobody can
             # tell who holds the key, so the call must not run.
@@ -342,6 +350,13 @@ def _redis_errors() -> tuple[type[Exception], ...]:
     except ImportError:
         return ()
     return (RedisError, RedisClusterException)
+
+
+def _redirected(error: Exception) -> bool:
+    """A cluster node's MOVED or ASK: the key's slot is another node's."""
+    from redis.exceptions import AskError  # MovedError derives from it
+
+    return isinstance(error, AskError)
 
 
 def _refused(error: StoreUnavailableError, response: StoredResponse) -> bool:
