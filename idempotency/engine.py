@@ -56,6 +56,9 @@ Result = TypeVar("Result")
 FIRST_PAUSE = 0.05
 PAUSE_GROWTH = 2.0
 LONGEST_PAUSE = 1.0
+# A waiting duplicate's last claim comes this long before the first's lock
+# ends (a round trip and the clocks' reading, with room to spare).
+LOCK_MARGIN = 0.1
 
 
 class Door(Protocol[Result]):
@@ -102,14 +105,16 @@ def protect(
     """The rules: run the call at most once per scope and key, or answer for it."""
     claim: Claim = yield Blocking(_claim, (store, attempt))
     deadline = time.monotonic() + wait.total_seconds()
+    until = _waiting_until(deadline, claim)
     pause = FIRST_PAUSE
-    while claim.outcome is ClaimOutcome.IN_PROGRESS and time.monotonic() < deadline:
+    while claim.outcome is ClaimOutcome.IN_PROGRESS and time.monotonic() < until:
         # Polling, not waiting on a lock: nothing is held meanwhile, so
         # PgBouncer's transaction pooling and Redis keep working. Full jitter
         # spreads a crowd of duplicates.
-        yield Pause(min(random.uniform(0, pause), max(deadline - time.monotonic(), 0)))
+        yield Pause(min(random.uniform(0, pause), max(until - time.monotonic(), 0)))
         pause = min(pause * PAUSE_GROWTH, LONGEST_PAUSE)
         claim = yield Blocking(_claim, (store, attempt))
+        until = _waiting_until(deadline, claim)
     if claim.outcome is not ClaimOutcome.ACQUIRED:
         answer: Result = yield Blocking(_answer, (claim, attempt, door))
         return answer
@@ -127,6 +132,17 @@ def protect(
         raise
     finished: Result = yield Blocking(_finish, (store, claim, attempt, door, result))
     return finished
+
+
+def _waiting_until(deadline: float, claim: Claim) -> float:
+    """When a duplicate stops waiting: at its deadline, or just before the
+    first request's lock runs out. A wait is for the first request's answer
+    (contract section 11); a claim after the lock ran out would take the
+    record over and run the call beside a first that may still be running."""
+    if claim.lock_remaining is None:
+        return deadline
+    lock_ends = time.monotonic() + claim.lock_remaining.total_seconds()
+    return min(deadline, lock_ends - LOCK_MARGIN)
 
 
 def drive(steps: Steps[Result], call: Callable[[], Any]) -> Result:

@@ -98,3 +98,33 @@ def test_a_waiting_duplicate_does_not_block_another_callers_new_key(
         # PostgreSQL has no gap locks: the duplicate waits and replays.
         assert duplicate_answer.replayed
     assert Charge.objects.filter(label="gated").count() == 1
+
+
+def test_a_duplicate_waiting_longer_than_lock_timeout_answers_409_rather_than_take_over(
+    settings: Any,
+) -> None:
+    """Contract section 11: the duplicate waits for the first to finish, and
+    answers 409 if it still runs. A wait that outlasts the first's lock must
+    not become a takeover that runs the view beside a first still running."""
+    settings.IDEMPOTENCY = {"LOCK_TIMEOUT": 1}
+    views_doors.GATE_ENTERED.clear()
+    views_doors.GATE.clear()
+    views_doors.WAITING_RUNS.clear()
+    pool = ThreadPoolExecutor(max_workers=2)
+    try:
+        first = pool.submit(post("/gated-waiting/", "t1", "long-wait"))
+        assert views_doors.GATE_ENTERED.wait(30)
+        duplicate = pool.submit(post("/gated-waiting/", "t1", "long-wait"))
+        until(duplicate.done)  # a takeover would hold the duplicate at the gate
+        first_running = not first.done()
+        duplicate_answer = duplicate.result()
+        views_doors.GATE.set()
+        first_answer = first.result(60)
+    finally:
+        views_doors.GATE.set()
+        pool.shutdown(wait=True)
+
+    assert first_running
+    assert (duplicate_answer.status, duplicate_answer.problem_slug) == (409, "request-in-progress")
+    assert views_doors.WAITING_RUNS == ["ran"]
+    assert first_answer.status == 201

@@ -103,6 +103,7 @@ urlpatterns += [
     path("sensitive-stream/", views_doors.sensitive_stream_view),
     path("async-dispatch/", views_doors.AsyncDispatchView.as_view()),
     path("gated/", views_doors.gated_view),
+    path("gated-waiting/", views_doors.gated_waiting_view),
     path("form/", views_doors.form_page_view),
     path("slow-form/", views_doors.slow_form_page_view),
     path("slow-pay/", views_doors.slow_pay_view),

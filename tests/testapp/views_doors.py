@@ -274,6 +274,20 @@ def gated_view(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"id": charge.pk}, status=201)
 
 
+WAITING_RUNS: list[str] = []
+
+
+@idempotent(wait=30)
+def gated_waiting_view(request: HttpRequest) -> HttpResponse:
+    """Its duplicates wait up to 30 s, far longer than the tests' LOCK_TIMEOUT."""
+    WAITING_RUNS.append("ran")
+    GATE_ENTERED.set()
+    if not GATE.wait(60):
+        raise TimeoutError("the test never opened the gate")
+    charge = Charge.objects.create(amount=1, label="gated-waiting")
+    return JsonResponse({"id": charge.pk}, status=201)
+
+
 # Forms with one-time tokens (tests/test_tokens.py)
 
 FORM_PAGE = """{% load idempotency %}<form method="post">{% csrf_token %}
