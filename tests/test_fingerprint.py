@@ -874,3 +874,12 @@ def test_a_key_digest_is_what_earlier_releases_computed(settings: Any) -> None:
     settings.SECRET_KEY = "tests-only"
 
     assert digest("key-1") == "c13b307fb5f70c4a5155d145800e9d04f74670183ebf3e91938da0f9092167d7"
+
+
+def test_the_default_fingerprint_of_a_multipart_request_is_what_earlier_releases_computed() -> None:
+    upload = SimpleUploadedFile("a.txt", b"content", "text/plain")
+    request = RequestFactory().post("/x/", {"b": ["2", "1"], "a": "x", "f": upload})
+
+    assert request_fingerprint(request) == (
+        "388d0a1ee83d1eb814212835264e0e115b170f3efad414954f946254ff616cdb"
+    )
