@@ -48,6 +48,35 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return value
 
 
+# Built once: json.loads and json.dumps given options build a decoder, an
+# encoder and its C scanner or writer on every call.
+_DECODER = json.JSONDecoder(
+    parse_int=_number, parse_float=_number, parse_constant=_number, object_pairs_hook=_object
+)
+# ensure_ascii (the default): "\u00e9" and "é" are one string, and lone
+# surrogates ("\ud800"), which UTF-8 cannot encode, have one spelling.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
+
+
+def _writer() -> Any:
+    """The C writer that ``_ENCODER.encode()`` builds on each call, built once
+    (with check_circular off it keeps no state between calls); ``None`` where
+    the interpreter has none or it does not write what ``encode()`` writes."""
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
+    probe = {"b": [{"\x00n": "1"}, "\u00e9\ud800", None, True], "a": {}}
+    try:
+        write = make(None, _ENCODER.default, json.encoder.encode_basestring_ascii, None,
+                     _ENCODER.key_separator, _ENCODER.item_separator, True, False, True)  # fmt: skip
+        if "".join(write(probe, 0)) == _ENCODER.encode(probe):
+            return write
+    except Exception:  # noqa: BLE001 - another interpreter's internals: encode() it is
+        pass
+    return None
+
+
+_WRITE = _writer()
+
+
 def canonical_json(body: bytes) -> bytes | None:
     """The canonical text of a JSON body; ``None`` if it is not JSON that can be read.
 
@@ -58,16 +87,9 @@ def canonical_json(body: bytes) -> bytes | None:
     too deep for the parser.
     """
     try:
-        tree = json.loads(
-            body,
-            parse_int=_number,
-            parse_float=_number,
-            parse_constant=_number,
-            object_pairs_hook=_object,
-        )
-        # ensure_ascii (the default): "\u00e9" and "é" are one string, and lone
-        # surrogates ("\ud800"), which UTF-8 cannot encode, have one spelling.
-        text = json.dumps(tree, sort_keys=True, separators=(",", ":"), check_circular=False)
+        # What json.loads does with bytes: UTF-8, -16 or -32 as RFC 8259 reads them.
+        tree = _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+        text = "".join(_WRITE(tree, 0)) if _WRITE is not None else _ENCODER.encode(tree)
     except (ValueError, RecursionError):
         return None
     return text.encode()

@@ -65,41 +65,61 @@ def request_fingerprint(request: HttpRequest) -> str:
     """The default ``FINGERPRINT``: a hex SHA-256 of the request's meaning."""
     # DRF's Request wraps the HttpRequest; its content_type keeps parameters.
     django_request: HttpRequest = getattr(request, "_request", request)
-    digest = hashlib.sha256()
     content_type = django_request.content_type or ""
     # The host: tenants told apart by subdomain must not replay across hosts.
     # Its domain, as ALLOWED_HOSTS matches it (lower case, without the port):
     # app servers that listen on different ports serve one site.
     # The path and query string as sent: ?a=1&b=2 and ?b=2&a=1 are two requests.
-    domain, _port = split_domain_port(django_request.get_host())
-    for part in (
+    head = [
         django_request.method or "",
-        domain,
+        _domain(django_request.get_host()),
         django_request.get_full_path(),
         content_type,
-    ):
-        _update(digest, part.encode("utf-8", "surrogatepass"))
+    ]
     if content_type == "multipart/form-data":
-        _update(digest, b"form")
+        digest = hashlib.sha256(_sized_parts(head, "form"))
         _hash_multipart(digest, request, django_request)
         return digest.hexdigest()
     body = _raw_body(django_request)
     if body is None:
         # DRF consumed the stream before us (a permission read request.data):
         # hash what it parsed, which is what the view will see.
-        _update(digest, b"parsed")
+        digest = hashlib.sha256(_sized_parts(head, "parsed"))
         _update(digest, _tagged(_drf_request(request).data))
         return digest.hexdigest()
     canonical = None
     if body and len(body) <= CANONICAL_JSON_LIMIT and _is_json(content_type):
         canonical = canonical_json(body)
     if canonical is None:
-        _update(digest, b"raw")  # other media types, invalid, deep or large JSON
-        _update(digest, body)
+        tag, hashed = "raw", body  # other media types, invalid, deep or large JSON
     else:
-        _update(digest, b"json")
-        _update(digest, canonical)
+        tag, hashed = "json", canonical
+    # The same bytes as one _update per part; the body is not copied.
+    digest = hashlib.sha256(_sized_parts(head, tag) + len(hashed).to_bytes(8, "big"))
+    digest.update(hashed)
     return digest.hexdigest()
+
+
+# Host -> its domain (split_domain_port is a regular expression per call).
+# Bounded: a site that allows any host would otherwise keep every one sent.
+_DOMAINS: dict[str, str] = {}
+_DOMAINS_MAX = 1024
+
+
+def _domain(host: str) -> str:
+    domain = _DOMAINS.get(host)
+    if domain is None:
+        domain, _port = split_domain_port(host)
+        if len(_DOMAINS) < _DOMAINS_MAX:
+            _DOMAINS[host] = domain
+    return domain
+
+
+def _sized_parts(texts: list[str], tag: str) -> bytes:
+    """The texts then the ASCII tag, each length-prefixed as ``_update`` writes them."""
+    parts = [text.encode("utf-8", "surrogatepass") for text in texts]
+    parts.append(tag.encode())
+    return b"".join([len(part).to_bytes(8, "big") + part for part in parts])
 
 
 def compute_fingerprint(request: HttpRequest, function: RequestFunction) -> str:

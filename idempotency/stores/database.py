@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -205,7 +205,9 @@ class DatabaseRecordStore:
             atomic = transaction.atomic(using=self.alias)
             with self._reachable():
                 atomic.__enter__()
-        return replace(claim, transaction=_Transaction(atomic))
+        # Built directly: dataclasses.replace reads the fields on every call.
+        return Claim(claim.outcome, claim.record_id, claim.version, claim.response,
+                     claim.taken_over, claim.lock_remaining, _Transaction(atomic))  # fmt: skip
 
     def finish(self, claim: Claim, response: StoredResponse, on_commit: Callable[[], None]) -> bool:
         txn: _Transaction = claim.transaction  # type: ignore[assignment]
