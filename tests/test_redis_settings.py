@@ -30,8 +30,15 @@ from tests.testapp.views import EXECUTIONS
 PASSWORD = "p/ss@w:rd"
 
 
+# The checks of the Redis settings; others (W009 reads whichever Celery app an
+# earlier test left current) are not this file's.
+REDIS_CHECKS = {"idempotency.E024", "idempotency.E025", "idempotency.E026", "idempotency.E027",
+                "idempotency.E028", "idempotency.E031", "idempotency.E032", "idempotency.W008",
+                "idempotency.W011"}  # fmt: skip
+
+
 def idempotency_messages() -> list[Any]:
-    return registry.run_checks(tags=["idempotency"])
+    return [m for m in registry.run_checks(tags=["idempotency"]) if m.id in REDIS_CHECKS]
 
 
 def ids(messages: list[Any]) -> list[str]:
