@@ -14,9 +14,20 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from rest_framework.generics import GenericAPIView
+
 from idempotency.drf import IdempotencyMixin
 from idempotency.openapi.document import Json
 from idempotency.options import ViewOptions, options_of
+
+# The action methods behind each unsafe handler of DRF's generic views, in the
+# order they call each other (partial_update calls update).
+GENERIC_ACTIONS = {
+    "post": ("create",),
+    "put": ("update",),
+    "patch": ("partial_update", "update"),
+    "delete": ("destroy",),
+}
 
 
 def idempotent_operations(
@@ -91,6 +102,13 @@ def view_options(view: Any, method: str) -> ViewOptions | None:
     """The options the package protects ``method`` requests of ``view`` with, or ``None``."""
     action = getattr(view, "action", None) if getattr(view, "action_map", None) else None
     found = handler_options(getattr(view, action or method.lower(), None))
+    if found is None and action is None and isinstance(view, GenericAPIView):
+        # A generic view's post, put, patch or delete calls its create, update,
+        # partial_update or destroy: @idempotent there protects the request too.
+        for generic in GENERIC_ACTIONS.get(method.lower(), ()):
+            found = handler_options(getattr(view, generic, None))
+            if found is not None:
+                break
     if found is None:  # @idempotent on dispatch (method_decorator included)
         found = options_of(getattr(view, "dispatch", None))
     if found is None and isinstance(view, IdempotencyMixin):
