@@ -184,3 +184,19 @@ def test_idempotent_update_and_destroy_of_a_generic_view_document_put_patch_and_
         assert key_parameters(operations[method]), method
         assert {"409", "422", "503"} <= set(operations[method]["responses"]), method
     assert not key_parameters(operations["get"])
+
+
+def test_an_operations_own_problem_400_and_the_packages_are_both_documented_once():
+    from idempotency.openapi import postprocess_schema
+
+    document = schema()
+    documented = document["paths"]["/own-problem-400/"]["post"]["responses"]["400"]
+    body = documented["content"][PROBLEM_JSON]["schema"]
+    assert body["anyOf"][1] == {"$ref": "#/components/schemas/Problem"}
+    assert body["anyOf"][0] != body["anyOf"][1]  # the project's own, kept
+
+    with patched_settings({"POSTPROCESSING_HOOKS": [HOOK]}):
+        generator = SchemaGenerator(patterns=urlpatterns)
+        generator.get_schema(request=None, public=True)
+        again = postprocess_schema(json.loads(json.dumps(document)), generator)
+    assert again == document  # the hook run twice adds nothing
