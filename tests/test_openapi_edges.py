@@ -200,3 +200,17 @@ def test_an_operations_own_problem_400_and_the_packages_are_both_documented_once
         generator.get_schema(request=None, public=True)
         again = postprocess_schema(json.loads(json.dumps(document)), generator)
     assert again == document  # the hook run twice adds nothing
+
+
+def test_a_mixin_hook_that_raises_on_the_mock_request_is_warned_about_and_falls_back(capsys):
+    from drf_spectacular.drainage import reset_generator_stats
+
+    reset_generator_stats()
+    patterns = [path("strict/", RequiredForStrictClientsView.as_view())]
+    with patched_settings({"POSTPROCESSING_HOOKS": [HOOK]}):
+        generated = SchemaGenerator(patterns=patterns).get_schema(request=None, public=True)
+
+    (parameter,) = key_parameters(generated["paths"]["/strict/"]["post"])
+    assert parameter["required"] is False  # REQUIRED, the settings' default
+    warned = capsys.readouterr().err
+    assert "RequiredForStrictClientsView.get_idempotency_required() raised" in warned

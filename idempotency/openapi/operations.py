@@ -113,11 +113,31 @@ def view_options(view: Any, method: str) -> ViewOptions | None:
         found = options_of(getattr(view, "dispatch", None))
     if found is None and isinstance(view, IdempotencyMixin):
         found = ViewOptions(
-            required=view.get_idempotency_required(),
+            required=mixin_answer(view, "required"),
             token=view.idempotency_token,
-            methods=view.get_idempotency_methods(),
+            methods=mixin_answer(view, "methods"),
         )
     return found
+
+
+def mixin_answer(view: IdempotencyMixin, name: str) -> Any:
+    """``view.get_idempotency_<name>()`` on the schema's mock request. A hook
+    that needs a real request (its user's credential, say) and raises on the
+    mock one is warned about, as drf-spectacular warns about a view it cannot
+    introspect, and answered by the mixin's own hook: the class attribute,
+    else the settings. One such view must not fail the whole schema."""
+    from drf_spectacular.drainage import warn
+
+    hook = f"get_idempotency_{name}"
+    try:
+        return getattr(view, hook)()
+    except Exception as error:  # noqa: BLE001 - any error of the project's hook
+        warn(
+            f"{type(view).__qualname__}.{hook}() raised on the schema's mock request "
+            f"({type(error).__name__}: {error}); the idempotency of its operations is "
+            f"documented from idempotency_{name} and the settings instead."
+        )
+        return getattr(IdempotencyMixin, hook)(view)
 
 
 def handler_options(handler: Any) -> ViewOptions | None:
