@@ -190,6 +190,10 @@ class _Idempotent:
         self.policy = policy or RetryPolicy(retries=3 if retries is None else retries)
         self.idempotency_header = header
         self._key_factory = key_factory
+        self._refuse_default_key(default_headers)
+
+    def _refuse_default_key(self, default_headers: httpx.Headers) -> None:
+        header = self.idempotency_header
         if header in default_headers:
             raise TypeError(
                 f"The client's headers= hold {header!r}: every call would send that one key. "
@@ -228,6 +232,9 @@ class _Idempotent:
     def _prepare(self, request: httpx.Request) -> None:
         """Give an unsafe request its key, once per call, and make sure its
         body can be sent again."""
+        # httpx lets the client's headers change after construction: a key put
+        # there would go out on every call, as refused at construction.
+        self._refuse_default_key(cast("httpx.Client | httpx.AsyncClient", self).headers)
         if request.method not in SAFE_METHODS and self.idempotency_header not in request.headers:
             request.headers[self.idempotency_header] = self._key_factory()
         if self.policy.retries and not isinstance(request.stream, httpx.ByteStream):
