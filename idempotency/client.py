@@ -167,6 +167,23 @@ def _idempotent(response: httpx.Response) -> IdempotentResponse:
     return cast(IdempotentResponse, response)
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
+def _same_origin(url: httpx.URL, other: httpx.URL) -> bool:
+    return _origin(url) == _origin(other)
+
+
+def _https_upgrade(url: httpx.URL, location: httpx.URL) -> bool:
+    """http://host to https://host on the default ports, which httpx trusts."""
+    return (
+        url.host == location.host
+        and _origin(url)[::2] == ("http", 80)
+        and _origin(location)[::2] == ("https", 443)
+    )
+
+
 class _Idempotent:
     """What both clients share: options, the key, the body check, the log."""
 
@@ -245,6 +262,18 @@ class _Idempotent:
                 "again on a retry: pass bytes (content=data.read()), call request.read() "
                 "before send(), or use a client with retries=0."
             )
+
+    def _redirect_headers(
+        self, request: httpx.Request, url: httpx.URL, method: str
+    ) -> httpx.Headers:
+        """httpx's headers for a redirect, without the key where httpx drops
+        ``Authorization``: to another origin, an upgrade of the same host to
+        https excepted. In the anonymous scope the key is the only secret."""
+        # httpx.Client._redirect_headers, next in the MRO of both clients.
+        headers: httpx.Headers = super()._redirect_headers(request, url, method)  # type: ignore[misc]
+        if not _same_origin(request.url, url) and not _https_upgrade(request.url, url):
+            headers.pop(self.idempotency_header, None)
+        return headers
 
     def _next_delay(
         self,

@@ -146,3 +146,52 @@ def test_the_async_client_refuses_a_key_put_in_its_default_headers_after_constru
 
     asyncio.run(calls())
     assert keys == []
+
+
+class SelfRedirector(Recorder):
+    """307 from /pay/ to /elsewhere/ on the same origin, which records the key."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        if self.path != "/pay/":
+            super().do_POST()
+            return
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(307)
+        self.send_header("Location", "/elsewhere/")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_a_redirect_on_the_same_origin_keeps_the_idempotency_key():
+    from idempotency.client import IdempotentClient
+
+    handler = type("Handler", (SelfRedirector,), {"keys": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with IdempotentClient(base_url=url, follow_redirects=True, retries=0) as api:
+            response = api.post("/pay/", json={"amount": 1}, idempotency_key="secret-key-1")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert response.status_code == 201
+    assert handler.keys == ["secret-key-1"]
+
+
+def test_the_async_client_drops_the_key_on_a_redirect_to_another_origin(redirector):
+    import asyncio
+
+    from idempotency.client import AsyncIdempotentClient
+
+    url, keys_elsewhere = redirector
+
+    async def call() -> int:
+        async with AsyncIdempotentClient(base_url=url, follow_redirects=True, retries=0) as api:
+            response = await api.post("/pay/", json={"amount": 1})
+            return response.status_code
+
+    assert asyncio.run(call()) == 201
+    assert keys_elsewhere == [None]
