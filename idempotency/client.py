@@ -11,12 +11,13 @@ settings. docs/clients.md explains the rules.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -351,6 +352,24 @@ class IdempotentClient(_Idempotent, httpx.Client):
         request, send = self._build(method, url, idempotency_key, kwargs)
         return self.send(request, **send)
 
+    @contextlib.contextmanager
+    def stream(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        idempotency_key: str | None = None,
+        **kwargs: Any,
+    ) -> Iterator[IdempotentResponse]:
+        """httpx's ``stream()``, with the request built as ``request()`` builds
+        it: ``idempotency_key=`` taken, files in ``files=`` read once."""
+        request, send = self._build(method, url, idempotency_key, kwargs)
+        response = self.send(request, **send, stream=True)
+        try:
+            yield response
+        finally:
+            response.close()
+
     def post(self, url: httpx.URL | str, **kwargs: Any) -> IdempotentResponse:
         return self.request("POST", url, **kwargs)
 
@@ -408,6 +427,24 @@ class AsyncIdempotentClient(_Idempotent, httpx.AsyncClient):
     ) -> IdempotentResponse:
         request, send = self._build(method, url, idempotency_key, kwargs)
         return await self.send(request, **send)
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        idempotency_key: str | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[IdempotentResponse]:
+        """httpx's ``stream()``, with the request built as ``request()`` builds
+        it: ``idempotency_key=`` taken, files in ``files=`` read once."""
+        request, send = self._build(method, url, idempotency_key, kwargs)
+        response = await self.send(request, **send, stream=True)
+        try:
+            yield response
+        finally:
+            await response.aclose()
 
     async def post(self, url: httpx.URL | str, **kwargs: Any) -> IdempotentResponse:
         return await self.request("POST", url, **kwargs)

@@ -195,3 +195,36 @@ def test_the_async_client_drops_the_key_on_a_redirect_to_another_origin(redirect
 
     assert asyncio.run(call()) == 201
     assert keys_elsewhere == [None]
+
+
+def test_stream_takes_idempotency_key_as_request_does(recorder):
+    from idempotency.client import IdempotentClient
+
+    url, keys = recorder
+    with (
+        IdempotentClient(base_url=url) as api,
+        api.stream("POST", "/pay/", json={"amount": 1}, idempotency_key="mine-1") as response,
+    ):
+        assert response.status_code == 201
+        assert not response.idempotent_replayed
+    assert keys == ["mine-1"]
+
+
+def test_the_async_clients_stream_reads_files_once_and_takes_idempotency_key(recorder):
+    import asyncio
+
+    from idempotency.client import AsyncIdempotentClient
+
+    url, keys = recorder
+
+    async def call() -> int:
+        async with (
+            AsyncIdempotentClient(base_url=url) as api,
+            api.stream(
+                "POST", "/upload/", files={"f": io.BytesIO(b"data")}, idempotency_key="mine-2"
+            ) as response,
+        ):
+            return response.status_code
+
+    assert asyncio.run(call()) == 201
+    assert keys == ["mine-2"]
