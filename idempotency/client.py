@@ -11,12 +11,13 @@ settings. docs/clients.md explains the rules.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -167,6 +168,23 @@ def _idempotent(response: httpx.Response) -> IdempotentResponse:
     return cast(IdempotentResponse, response)
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
+def _same_origin(url: httpx.URL, other: httpx.URL) -> bool:
+    return _origin(url) == _origin(other)
+
+
+def _https_upgrade(url: httpx.URL, location: httpx.URL) -> bool:
+    """http://host to https://host on the default ports, which httpx trusts."""
+    return (
+        url.host == location.host
+        and _origin(url)[::2] == ("http", 80)
+        and _origin(location)[::2] == ("https", 443)
+    )
+
+
 class _Idempotent:
     """What both clients share: options, the key, the body check, the log."""
 
@@ -190,6 +208,10 @@ class _Idempotent:
         self.policy = policy or RetryPolicy(retries=3 if retries is None else retries)
         self.idempotency_header = header
         self._key_factory = key_factory
+        self._refuse_default_key(default_headers)
+
+    def _refuse_default_key(self, default_headers: httpx.Headers) -> None:
+        header = self.idempotency_header
         if header in default_headers:
             raise TypeError(
                 f"The client's headers= hold {header!r}: every call would send that one key. "
@@ -228,6 +250,9 @@ class _Idempotent:
     def _prepare(self, request: httpx.Request) -> None:
         """Give an unsafe request its key, once per call, and make sure its
         body can be sent again."""
+        # httpx lets the client's headers change after construction: a key put
+        # there would go out on every call, as refused at construction.
+        self._refuse_default_key(cast("httpx.Client | httpx.AsyncClient", self).headers)
         if request.method not in SAFE_METHODS and self.idempotency_header not in request.headers:
             request.headers[self.idempotency_header] = self._key_factory()
         if self.policy.retries and not isinstance(request.stream, httpx.ByteStream):
@@ -238,6 +263,18 @@ class _Idempotent:
                 "again on a retry: pass bytes (content=data.read()), call request.read() "
                 "before send(), or use a client with retries=0."
             )
+
+    def _redirect_headers(
+        self, request: httpx.Request, url: httpx.URL, method: str
+    ) -> httpx.Headers:
+        """httpx's headers for a redirect, without the key where httpx drops
+        ``Authorization``: to another origin, an upgrade of the same host to
+        https excepted. In the anonymous scope the key is the only secret."""
+        # httpx.Client._redirect_headers, next in the MRO of both clients.
+        headers: httpx.Headers = super()._redirect_headers(request, url, method)  # type: ignore[misc]
+        if not _same_origin(request.url, url) and not _https_upgrade(request.url, url):
+            headers.pop(self.idempotency_header, None)
+        return headers
 
     def _next_delay(
         self,
@@ -315,6 +352,24 @@ class IdempotentClient(_Idempotent, httpx.Client):
         request, send = self._build(method, url, idempotency_key, kwargs)
         return self.send(request, **send)
 
+    @contextlib.contextmanager
+    def stream(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        idempotency_key: str | None = None,
+        **kwargs: Any,
+    ) -> Iterator[IdempotentResponse]:
+        """httpx's ``stream()``, with the request built as ``request()`` builds
+        it: ``idempotency_key=`` taken, files in ``files=`` read once."""
+        request, send = self._build(method, url, idempotency_key, kwargs)
+        response = self.send(request, **send, stream=True)
+        try:
+            yield response
+        finally:
+            response.close()
+
     def post(self, url: httpx.URL | str, **kwargs: Any) -> IdempotentResponse:
         return self.request("POST", url, **kwargs)
 
@@ -372,6 +427,24 @@ class AsyncIdempotentClient(_Idempotent, httpx.AsyncClient):
     ) -> IdempotentResponse:
         request, send = self._build(method, url, idempotency_key, kwargs)
         return await self.send(request, **send)
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        idempotency_key: str | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[IdempotentResponse]:
+        """httpx's ``stream()``, with the request built as ``request()`` builds
+        it: ``idempotency_key=`` taken, files in ``files=`` read once."""
+        request, send = self._build(method, url, idempotency_key, kwargs)
+        response = await self.send(request, **send, stream=True)
+        try:
+            yield response
+        finally:
+            await response.aclose()
 
     async def post(self, url: httpx.URL | str, **kwargs: Any) -> IdempotentResponse:
         return await self.request("POST", url, **kwargs)

@@ -115,12 +115,23 @@ def document(operation: Json, view: Any, options: ViewOptions, components: Json)
             continue
         response = own(responses, status, components)  # the project's: add to it
         if problem is not None:
-            content = response.setdefault("content", {})
-            content.setdefault(PROBLEM_CONTENT_TYPE, {"schema": dict(problem)})
+            add_problem(response.setdefault("content", {}), problem)
         if status in ("409", "503"):
             add_header(response, "Retry-After", RETRY_AFTER)
     if options.token:
         add_token_field(operation)
+
+
+def add_problem(content: Json, problem: Json) -> None:
+    """Document the package's problem body in ``content``. When the operation
+    declares its own ``application/problem+json`` body for the status, either
+    body may come (``anyOf``): theirs from the view, ours from the package."""
+    media = content.setdefault(PROBLEM_CONTENT_TYPE, {})
+    schema = media.get("schema")
+    if schema is None:
+        media["schema"] = dict(problem)
+    elif schema != problem and problem not in schema.get("anyOf", ()):
+        media["schema"] = {"anyOf": [schema, dict(problem)]}
 
 
 def package_answer(status: str, description: str, problem: Json | None) -> Json:

@@ -14,9 +14,20 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from rest_framework.generics import GenericAPIView
+
 from idempotency.drf import IdempotencyMixin
 from idempotency.openapi.document import Json
 from idempotency.options import ViewOptions, options_of
+
+# The action methods behind each unsafe handler of DRF's generic views, in the
+# order they call each other (partial_update calls update).
+GENERIC_ACTIONS = {
+    "post": ("create",),
+    "put": ("update",),
+    "patch": ("partial_update", "update"),
+    "delete": ("destroy",),
+}
 
 
 def idempotent_operations(
@@ -91,15 +102,42 @@ def view_options(view: Any, method: str) -> ViewOptions | None:
     """The options the package protects ``method`` requests of ``view`` with, or ``None``."""
     action = getattr(view, "action", None) if getattr(view, "action_map", None) else None
     found = handler_options(getattr(view, action or method.lower(), None))
+    if found is None and action is None and isinstance(view, GenericAPIView):
+        # A generic view's post, put, patch or delete calls its create, update,
+        # partial_update or destroy: @idempotent there protects the request too.
+        for generic in GENERIC_ACTIONS.get(method.lower(), ()):
+            found = handler_options(getattr(view, generic, None))
+            if found is not None:
+                break
     if found is None:  # @idempotent on dispatch (method_decorator included)
         found = options_of(getattr(view, "dispatch", None))
     if found is None and isinstance(view, IdempotencyMixin):
         found = ViewOptions(
-            required=view.get_idempotency_required(),
+            required=mixin_answer(view, "required"),
             token=view.idempotency_token,
-            methods=view.get_idempotency_methods(),
+            methods=mixin_answer(view, "methods"),
         )
     return found
+
+
+def mixin_answer(view: IdempotencyMixin, name: str) -> Any:
+    """``view.get_idempotency_<name>()`` on the schema's mock request. A hook
+    that needs a real request (its user's credential, say) and raises on the
+    mock one is warned about, as drf-spectacular warns about a view it cannot
+    introspect, and answered by the mixin's own hook: the class attribute,
+    else the settings. One such view must not fail the whole schema."""
+    from drf_spectacular.drainage import warn
+
+    hook = f"get_idempotency_{name}"
+    try:
+        return getattr(view, hook)()
+    except Exception as error:  # noqa: BLE001 - any error of the project's hook
+        warn(
+            f"{type(view).__qualname__}.{hook}() raised on the schema's mock request "
+            f"({type(error).__name__}: {error}); the idempotency of its operations is "
+            f"documented from idempotency_{name} and the settings instead."
+        )
+        return getattr(IdempotencyMixin, hook)(view)
 
 
 def handler_options(handler: Any) -> ViewOptions | None:
