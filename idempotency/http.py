@@ -7,6 +7,7 @@ or a problem. It decides nothing the engine decides.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -94,10 +95,8 @@ class HttpDoor:
         if self.with_data and media_type in JSON_TYPES and not _header(stored, "content-encoding"):
             # As DRF responses have; a body JSON cannot read (compressed, or
             # labelled JSON by mistake) replays as the bytes it is, without.
-            try:
+            with contextlib.suppress(ValueError, RecursionError):
                 response.data = json.loads(stored.body or b"null")  # type: ignore[attr-defined]
-            except (ValueError, RecursionError):
-                pass
         return response
 
     def signal_arguments(self) -> dict[str, Any]:
