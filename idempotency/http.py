@@ -65,6 +65,11 @@ class HttpDoor:
     with_data: bool  # DRF: give replays a ``data`` attribute, as DRF responses have
 
     def keep(self, response: HttpResponseBase) -> StoredResponse | None:
+        if not isinstance(response, HttpResponseBase):
+            # Not a response (a view that forgot to return one): the key is
+            # released and the value goes back as it is, so Django (or DRF)
+            # raises its own error naming the view's mistake.
+            return None
         if is_released(response.status_code, idempotency_settings.RELEASE_STATUSES):
             return None
         stored = capture(
