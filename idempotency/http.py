@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -126,12 +126,16 @@ def protect(
     exception handling do it); ``with_data`` gives replays a ``data``
     attribute, as DRF responses have.
     """
+    if _protected(request):
+        return call_view()  # an outer layer protects this request already
     try:
         prepared = _prepare(request, options, with_data)
         if prepared is None:
             return call_view()
         attempt, door = prepared
-        return engine.drive(engine.protect(get_store(), attempt, door, _wait(options)), call_view)
+        with _protecting(request):
+            steps = engine.protect(get_store(), attempt, door, _wait(options))
+            return engine.drive(steps, call_view)
     except Problem as problem:
         return render(problem)
     except Exception as error:
@@ -146,6 +150,8 @@ async def aprotect(
     options: ViewOptions,
 ) -> HttpResponseBase:
     """``protect`` for async views: the same steps, the store work in a thread."""
+    if _protected(request):
+        return await call_view()  # an outer layer protects this request already
     try:
         with turns.request():
             # Reading the key, the user and the body may query the database:
@@ -156,14 +162,37 @@ async def aprotect(
             if prepared is None:
                 return await call_view()
             attempt, door = prepared
-            steps = engine.protect(get_store(), attempt, door, _wait(options))
-            return await engine.adrive(steps, call_view)
+            with _protecting(request):
+                steps = engine.protect(get_store(), attempt, door, _wait(options))
+                return await engine.adrive(steps, call_view)
     except Problem as problem:
         return render_problem(problem)
     except Exception as error:
         if _is_stale(error):
             return render_problem(StaleObject())
         raise
+
+
+# Marks the HttpRequest (which DRF's Request wraps) while a layer protects it:
+# a second protection of the same request (@idempotent on dispatch and on the
+# handler; a viewset's partial_update calling a decorated update) passes
+# straight through to the view, under the outer layer's claim and options.
+PROTECTED = "_idempotency_protected"
+
+
+def _protected(request: HttpRequest) -> bool:
+    return getattr(getattr(request, "_request", request), PROTECTED, False) is True
+
+
+@contextlib.contextmanager
+def _protecting(request: HttpRequest) -> Iterator[None]:
+    django_request = getattr(request, "_request", request)
+    setattr(django_request, PROTECTED, True)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(AttributeError):
+            delattr(django_request, PROTECTED)
 
 
 def _prepare(
