@@ -94,7 +94,7 @@ class HttpDoor:
                 # gone for good, as for a response that was never stored.
                 raise ResponseNotReplayable() from error
         media_type = content_type(stored).partition(";")[0].strip()
-        if media_type and not self.request.accepts(media_type):
+        if media_type and not accepts(self.request, media_type):
             raise NotAcceptable()
         response = replay(stored)
         if self.with_data and media_type in JSON_TYPES and not _header(stored, "content-encoding"):
@@ -106,6 +106,43 @@ class HttpDoor:
 
     def signal_arguments(self) -> dict[str, Any]:
         return {"request": self.request}
+
+
+def accepts(request: HttpRequest, media_type: str) -> bool:
+    """Whether the request's ``Accept`` takes ``media_type`` (without parameters).
+
+    As DRF's content negotiation matches a renderer's type: by type and
+    subtype, with wildcards, whatever parameters the range carries
+    (``application/json; version=1.0`` takes ``application/json``), and not a
+    range of quality 0. Django's ``request.accepts`` refuses a type without
+    parameters for a range with them, so the very request that got the
+    response would be refused its replay.
+    """
+    accept = header(request, "Accept")
+    if accept is None or not accept.strip():
+        return True
+    main, _, sub = media_type.lower().partition("/")
+    for accepted in accept.split(","):
+        name, *parameters = accepted.split(";")
+        range_main, _, range_sub = name.strip().lower().partition("/")
+        if not range_main or not range_sub:
+            continue
+        if _quality(parameters) == 0:
+            continue
+        if range_main in ("*", main) and range_sub in ("*", sub):
+            return True
+    return False
+
+
+def _quality(parameters: list[str]) -> float:
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value.strip())
+            except ValueError:
+                return 1.0
+    return 1.0
 
 
 def _header(stored: StoredResponse, name: str) -> str:
