@@ -7,10 +7,11 @@ or a problem. It decides nothing the engine decides.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -64,6 +65,11 @@ class HttpDoor:
     with_data: bool  # DRF: give replays a ``data`` attribute, as DRF responses have
 
     def keep(self, response: HttpResponseBase) -> StoredResponse | None:
+        if not isinstance(response, HttpResponseBase):
+            # Not a response (a view that forgot to return one): the key is
+            # released and the value goes back as it is, so Django (or DRF)
+            # raises its own error naming the view's mistake.
+            return None
         if is_released(response.status_code, idempotency_settings.RELEASE_STATUSES):
             return None
         stored = capture(
@@ -88,15 +94,59 @@ class HttpDoor:
                 # gone for good, as for a response that was never stored.
                 raise ResponseNotReplayable() from error
         media_type = content_type(stored).partition(";")[0].strip()
-        if media_type and not self.request.accepts(media_type):
+        if media_type and not accepts(self.request, media_type):
             raise NotAcceptable()
         response = replay(stored)
-        if self.with_data and media_type in JSON_TYPES:
-            response.data = json.loads(stored.body or b"null")  # type: ignore[attr-defined]
+        if self.with_data and media_type in JSON_TYPES and not _header(stored, "content-encoding"):
+            # As DRF responses have; a body JSON cannot read (compressed, or
+            # labelled JSON by mistake) replays as the bytes it is, without.
+            with contextlib.suppress(ValueError, RecursionError):
+                response.data = json.loads(stored.body or b"null")  # type: ignore[attr-defined]
         return response
 
     def signal_arguments(self) -> dict[str, Any]:
         return {"request": self.request}
+
+
+def accepts(request: HttpRequest, media_type: str) -> bool:
+    """Whether the request's ``Accept`` takes ``media_type`` (without parameters).
+
+    As DRF's content negotiation matches a renderer's type: by type and
+    subtype, with wildcards, whatever parameters the range carries
+    (``application/json; version=1.0`` takes ``application/json``), and not a
+    range of quality 0. Django's ``request.accepts`` refuses a type without
+    parameters for a range with them, so the very request that got the
+    response would be refused its replay.
+    """
+    accept = header(request, "Accept")
+    if accept is None or not accept.strip():
+        return True
+    main, _, sub = media_type.lower().partition("/")
+    for accepted in accept.split(","):
+        name, *parameters = accepted.split(";")
+        range_main, _, range_sub = name.strip().lower().partition("/")
+        if not range_main or not range_sub:
+            continue
+        if _quality(parameters) == 0:
+            continue
+        if range_main in ("*", main) and range_sub in ("*", sub):
+            return True
+    return False
+
+
+def _quality(parameters: list[str]) -> float:
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value.strip())
+            except ValueError:
+                return 1.0
+    return 1.0
+
+
+def _header(stored: StoredResponse, name: str) -> str:
+    return next((v for k, v in stored.headers.items() if k.lower() == name), "")
 
 
 def protect(
@@ -113,12 +163,16 @@ def protect(
     exception handling do it); ``with_data`` gives replays a ``data``
     attribute, as DRF responses have.
     """
+    if _protected(request):
+        return call_view()  # an outer layer protects this request already
     try:
         prepared = _prepare(request, options, with_data)
         if prepared is None:
             return call_view()
         attempt, door = prepared
-        return engine.drive(engine.protect(get_store(), attempt, door, _wait(options)), call_view)
+        with _protecting(request):
+            steps = engine.protect(get_store(), attempt, door, _wait(options))
+            return engine.drive(steps, call_view)
     except Problem as problem:
         return render(problem)
     except Exception as error:
@@ -133,6 +187,8 @@ async def aprotect(
     options: ViewOptions,
 ) -> HttpResponseBase:
     """``protect`` for async views: the same steps, the store work in a thread."""
+    if _protected(request):
+        return await call_view()  # an outer layer protects this request already
     try:
         with turns.request():
             # Reading the key, the user and the body may query the database:
@@ -143,14 +199,37 @@ async def aprotect(
             if prepared is None:
                 return await call_view()
             attempt, door = prepared
-            steps = engine.protect(get_store(), attempt, door, _wait(options))
-            return await engine.adrive(steps, call_view)
+            with _protecting(request):
+                steps = engine.protect(get_store(), attempt, door, _wait(options))
+                return await engine.adrive(steps, call_view)
     except Problem as problem:
         return render_problem(problem)
     except Exception as error:
         if _is_stale(error):
             return render_problem(StaleObject())
         raise
+
+
+# Marks the HttpRequest (which DRF's Request wraps) while a layer protects it:
+# a second protection of the same request (@idempotent on dispatch and on the
+# handler; a viewset's partial_update calling a decorated update) passes
+# straight through to the view, under the outer layer's claim and options.
+PROTECTED = "_idempotency_protected"
+
+
+def _protected(request: HttpRequest) -> bool:
+    return getattr(getattr(request, "_request", request), PROTECTED, False) is True
+
+
+@contextlib.contextmanager
+def _protecting(request: HttpRequest) -> Iterator[None]:
+    django_request = getattr(request, "_request", request)
+    setattr(django_request, PROTECTED, True)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(AttributeError):
+            delattr(django_request, PROTECTED)
 
 
 def _prepare(
@@ -160,7 +239,7 @@ def _prepare(
     if (request.method or "").upper() not in options.methods:
         return None
     raw = header(request, idempotency_settings.HEADER)
-    if raw is None:
+    if raw is None and (options.token or not _streams_upload(request)):
         raw = _form_token(request, options.token)
     if options.token:
         # Only a token this site issued to this scope: checked before the store.
@@ -241,6 +320,15 @@ def _form_token(request: HttpRequest, required: bool) -> str | None:
         if required:
             raise BodyMalformed() from error
     return None
+
+
+def _streams_upload(request: HttpRequest) -> bool:
+    """A multipart POST, which Django parses by streaming it through the
+    view's upload handlers: reading its field before the view would process
+    the upload, so a view without tokens meets it untouched (contract section
+    3, first row: without a key the view runs as if the package were absent)."""
+    django_request: HttpRequest = getattr(request, "_request", request)
+    return django_request.method == "POST" and django_request.content_type == "multipart/form-data"
 
 
 def _required(options: ViewOptions) -> bool:

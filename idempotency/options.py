@@ -36,6 +36,17 @@ class ViewOptions:
     sensitive: bool = False
     methods: frozenset[str] = UNSAFE_METHODS
 
+    def __post_init__(self) -> None:
+        # Method names come in from the decorator, the mixin's attribute and
+        # its hook, in any case; requests are matched in upper case. Only a
+        # collection of names is normalised: anything else stays as given, for
+        # ``problems`` to name it.
+        methods: Any = self.methods
+        if methods is UNSAFE_METHODS:
+            return
+        if validation.is_collection(methods) and all(isinstance(m, str) for m in methods):
+            object.__setattr__(self, "methods", frozenset(m.upper() for m in methods))
+
     def problems(self, label: Callable[[str], str]) -> list[validation.Invalid]:
         """Every broken rule, each message naming the option as ``label(field)`` says."""
         found = [

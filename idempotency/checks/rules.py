@@ -55,7 +55,7 @@ RULES: tuple[Rule, ...] = (
         ValueError: Outcome("idempotency.E018", "A key is stored, compared across retries and shown in part in logs; a credential there would be all three, and every caller holding it would share one set of records."),
     }),
     Rule(("HEADER",), validation.portable_header, {
-        ValueError: Outcome("idempotency.W006", "Django's runserver, gunicorn and nginx drop request headers with underscores (they would be indistinguishable from hyphenated ones in the WSGI environ)."),
+        ValueError: Outcome("idempotency.W006", "Django reads a header name's underscores as hyphens (request.headers); Django's runserver, gunicorn and nginx drop request headers sent with underscores (they would be indistinguishable from hyphenated ones in the WSGI environ)."),
     }),
     Rule(("REQUIRED",), validation.boolean, {
         TypeError: Outcome("idempotency.E005", 'The setting is read by its truth value, so "no" or "0" would require keys.'),

@@ -33,7 +33,8 @@ def header(name: str, value: object) -> Invalid | None:
 
 def key_header(name: str, value: object) -> Invalid | None:
     """A header that may carry the idempotency key: not a credential's."""
-    if isinstance(value, str) and value.lower() in CREDENTIAL_HEADERS:
+    # Django reads "_" as "-" (request.headers): X_Api_Key is X-Api-Key.
+    if isinstance(value, str) and value.lower().replace("_", "-") in CREDENTIAL_HEADERS:
         return Invalid(
             ValueError,
             f"{name} is {quote(value)}, a credential header, so the credential would become "
@@ -47,8 +48,9 @@ def portable_header(name: str, value: object) -> Invalid | None:
     if isinstance(value, str) and "_" in value:
         return Invalid(
             ValueError,
-            f"{name} is {quote(value)}, whose underscore makes servers drop it: use a hyphen "
-            f"instead, such as {value.replace('_', '-')!r}.",
+            f"{name} is {quote(value)}, which Django reads as {value.replace('_', '-')!r}, while "
+            "servers drop a header sent with the underscore: write the hyphen, "
+            f"{value.replace('_', '-')!r}.",
         )
     return None
 
