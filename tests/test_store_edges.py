@@ -4,6 +4,7 @@ a text column refuses (review 89)."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -151,18 +152,30 @@ def test_a_principal_pk_cannot_forge_fields_of_the_idempotency_log_lines(caplog:
 
 
 @pytest.mark.urls(__name__)
-def test_a_path_with_nul_is_answered_not_a_500() -> None:
+@pytest.mark.parametrize("store", ["database", "redis"])
+def test_a_path_with_nul_is_answered_and_stored_escaped_not_a_500(
+    store: str, settings: Any
+) -> None:
     # %00 decodes to NUL in request.path, which the <pk> converter accepts;
     # PostgreSQL refuses NUL in a text column.
+    from tests.stores.conftest import redis_store_in
+
     client = Client(raise_request_exception=False)
 
     def patch() -> Any:
         return client.patch("/payments/%00/", "{}", content_type="application/json",
                             headers={"Idempotency-Key": "nul-path"})  # fmt: skip
 
-    first, second = patch(), patch()
+    with contextlib.ExitStack() as stack:
+        backend = stack.enter_context(redis_store_in(settings)) if store == "redis" else None
+        first, second = patch(), patch()
 
-    assert first.status_code == 200, first.content[:300]
-    assert second["Idempotent-Replayed"] == "true"
-    assert runs == ["partial"]
-    assert IdempotencyRecord.objects.get().path == "/payments/\\x00/"
+        assert first.status_code == 200, first.content[:300]
+        assert second["Idempotent-Replayed"] == "true"
+        assert runs == ["partial"]
+        if backend is None:
+            stored = IdempotencyRecord.objects.get().path
+        else:
+            (name,) = backend.client.scan_iter(match=backend.prefix + "*")
+            stored = backend.client.hget(name, "path").decode()
+        assert stored == "/payments/\\x00/"
