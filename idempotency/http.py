@@ -268,13 +268,25 @@ def _prepare(
         key=key_digests[0],
         fingerprint=fingerprint,
         method=request.method or "",
-        path=request.path,  # without the query string, which may carry a secret
+        # Without the query string, which may carry a secret.
+        path=stored_path(request.path),
         ttl=ttl,
         lock_for=idempotency_settings.LOCK_TIMEOUT,
         atomic=options.atomic,
         previous_keys=key_digests[1:],
     )
     return attempt, HttpDoor(request, key, scope, options.sensitive, with_data)
+
+
+def stored_path(path: str) -> str:
+    """``path`` as a record keeps it: each unprintable character (NUL, which
+    PostgreSQL refuses in a text column; a newline, a tab) as its Python
+    escape, ``\\x00``, ``\\n``, once here for every store."""
+    if path.isprintable():
+        return path
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in path
+    )
 
 
 _WSGI_NAMES: dict[str, str] = {}

@@ -20,6 +20,8 @@ from idempotency.fields import SCOPE_LENGTH
 from idempotency.problems import AnonymousRefused
 
 ANONYMOUS_SCOPE = "anonymous"
+# The scope of a principal whose name is too long or unprintable.
+DIGESTED_PRINCIPAL = "principal"
 _SALT = b"django-idempotency.principal"
 
 
@@ -36,6 +38,8 @@ def default_scope(request: HttpRequest) -> str:
       credential, whose pk may be the secret itself) ``<app_label>.<model>:<digest>``;
     - ``credential:<digest>`` for a DRF credential that is a bare string (an
       API key, a token), never the credential itself;
+    - ``principal:<digest>`` for any of those whose name would be longer
+      than the scope column or hold unprintable characters;
     - for a caller with no principal: ``anonymous`` (``ANONYMOUS = "share"``),
       ``session:<digest>`` (``"session"``), or ``400 anonymous-refused``.
     """
@@ -50,11 +54,23 @@ def principal(request: HttpRequest) -> str | None:
     """
     user = getattr(request, "user", None)
     if user is not None and getattr(user, "is_authenticated", False) is True:
-        return _name(user)
+        return _fitting(_name(user))
     credential = getattr(request, "auth", None)
     if credential is not None:
-        return _name(credential, secret=True)
+        return _fitting(_name(credential, secret=True))
     return None
+
+
+def _fitting(name: str) -> str:
+    """``name``, or ``principal:<digest of it>`` when it would not fit the
+    scope column or holds characters a log line or PostgreSQL cannot take.
+
+    No other form begins ``principal:``: the others begin ``user:``,
+    ``credential:``, ``session:``, or a dotted label or class path.
+    """
+    if len(name) <= SCOPE_LENGTH and name.isprintable():
+        return name
+    return f"{DIGESTED_PRINCIPAL}:{_secret_digest(name)}"
 
 
 def anonymous_scope(request: HttpRequest) -> str:

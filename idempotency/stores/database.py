@@ -122,6 +122,7 @@ class Statements:
             f"WHERE {c['id']} = %s AND {c['version']} = %s"
         )
         self.release = f"DELETE FROM {t} WHERE {c['id']} = %s AND {c['version']} = %s"
+        self.held = f"SELECT 1 FROM {t} WHERE {c['id']} = %s AND {c['version']} = %s{d.lock_nowait}"
 
     def read_any(self, count: int) -> str:
         """``read`` for one of ``count`` keys (the digests under old secrets)."""
@@ -216,6 +217,16 @@ class DatabaseRecordStore:
             # The call's writes on those databases commit after it returns:
             # storing the outcome first would let a failed commit there be
             # replayed as a success (docs/transactions.md, several databases).
+            # A call that lost its lock meanwhile commits nothing, there either.
+            try:
+                held = self._still_held(claim)
+            except BaseException:
+                self._roll_back_enclosing(later)
+                raise
+            if not held:
+                self._end(txn, rollback=True)
+                self._roll_back_enclosing(later)
+                return False
             self._end(txn)
             self._complete_after(later, claim, response, on_commit)
             return True
@@ -333,6 +344,18 @@ class DatabaseRecordStore:
             stored = self._complete(claim, response)
         self._end(txn, rollback=not stored)
         return stored
+
+    def _still_held(self, claim: Claim) -> bool:
+        """Whether the record is still at the version this call claimed it at
+        (no other request took it over), read inside the call's transaction:
+        a locking read, so MariaDB's repeatable read sees the newest version."""
+        with self._reachable():
+            return bool(self._rows(self.sql.held, [claim.record_id, claim.version]))
+
+    @staticmethod
+    def _roll_back_enclosing(aliases: list[str]) -> None:
+        for alias in aliases:
+            transaction.set_rollback(True, using=alias)
 
     def _complete(self, claim: Claim, response: StoredResponse) -> bool:
         return self._execute(self.sql.complete, self.sql.complete_params(claim, response)) == 1

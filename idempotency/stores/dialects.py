@@ -30,6 +30,10 @@ class Dialect:
     # row lock ("" where the database cannot say so per statement).
     nowait: str = ""
     false: str = "FALSE"
+    # A SELECT suffix that reads the newest committed row and locks it, or
+    # fails at once when another transaction holds it ("" on SQLite, whose
+    # writers are serialized).
+    lock_nowait: str = " FOR UPDATE NOWAIT"
 
     def offset(self, duration: timedelta) -> int | str:
         return duration // timedelta(microseconds=1)
@@ -75,6 +79,7 @@ DIALECTS: dict[str, Dialect] = {
         on_conflict="ON CONFLICT DO NOTHING",
         returns_id=False,
         false="0",
+        lock_nowait="",
     ),
 }
 
