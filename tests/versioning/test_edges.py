@@ -223,7 +223,7 @@ def test_a_model_formset_refuses_deleting_a_row_posted_without_a_valid_version(
     formset = Formset(data, queryset=Article.objects.all())
 
     assert not formset.is_valid()
-    assert formset.non_form_errors() or any(form.errors for form in formset.forms)
+    assert formset.forms[0].has_error("__all__", code="unversioned")
     assert Article.objects.filter(pk=article.pk).exists()
 
 
@@ -305,6 +305,9 @@ def test_an_inline_row_deleted_without_its_version_is_not_deleted(admin_client: 
     response = admin_client.post(change_url("tabular", article), data)
 
     assert response.status_code == 200  # the change form again, with the error
+    assert "marked for deletion on a page that did not carry its version" in (
+        response.content.decode()
+    )
     assert Note.objects.filter(pk=note.pk).exists()
 
 
