@@ -351,17 +351,28 @@ def test_a_deferred_version_set_by_the_caller_is_checked() -> None:
     assert Article.objects.values_list("title", "version").get(pk=article.pk) == ("mine", 3)
 
 
-def test_a_refresh_from_db_of_a_deferred_version_can_save() -> None:
-    """refresh_from_db() reads the whole row again: the instance is then at the
-    version it shows, and saves at it."""
+def test_a_full_refresh_after_the_late_read_makes_the_instance_current() -> None:
+    """refresh_from_db() then reads the version with the other loaded fields:
+    the instance is at the version it shows, and saves at it."""
     article = Article.objects.create(title="a")
     mine = Article.objects.only("title").get(pk=article.pk)
     Article.objects.get(pk=article.pk).save()  # version 2
+    assert mine.version == 2  # loaded late
     mine.refresh_from_db()
     mine.title = "mine"
     mine.save()
 
     assert Article.objects.values_list("title", "version").get(pk=article.pk) == ("mine", 3)
+
+
+def test_a_version_loaded_with_the_instance_is_not_refused() -> None:
+    article = Article.objects.create(title="a")
+    mine = Article.objects.only("title", "version").get(pk=article.pk)
+    assert mine.version == 1
+    mine.title = "mine"
+    mine.save()
+
+    assert Article.objects.values_list("title", "version").get(pk=article.pk) == ("mine", 2)
 
 
 # ------------------------------------------------------- a version as a string
