@@ -40,6 +40,9 @@ _EXPECTED = "_idempotency_expected_version"
 # version Django then loaded on first read: the row's version at that read,
 # not the one the instance's other fields were read at.
 _LOADED_LATE = "_idempotency_version_loaded_late"
+# A version given as a string (a form field, a query parameter): ASCII digits
+# only, and no longer than a PositiveIntegerField's largest value needs.
+_MAX_DIGITS = 20
 
 
 class StaleObjectError(Exception):
@@ -219,11 +222,15 @@ class VersionedModel(models.Model):
                 "version the client read."
             )
         version = self.__dict__[VERSION]
+        if isinstance(version, str) and _is_digits(version):
+            # The version a form or a query string carried: checked as its number.
+            version = self.__dict__[VERSION] = int(version)
         if not isinstance(version, int) or isinstance(version, bool):
             raise TypeError(
                 f"{self._meta.label} pk={self.pk!r}: version is {version!r}; it must be "
-                "the integer version the instance was read at (do not assign an "
-                "expression such as F('version') + 1: saving adds 1 itself)."
+                "the integer version the instance was read at, or its digits as a str "
+                "(do not assign an expression such as F('version') + 1: saving adds 1 "
+                "itself)."
             )
         return version
 
@@ -262,6 +269,10 @@ def _install_version_attribute(sender: type[models.Model], **kwargs: Any) -> Non
 
 
 class_prepared.connect(_install_version_attribute)
+
+
+def _is_digits(value: str) -> bool:
+    return 0 < len(value) <= _MAX_DIGITS and value.isascii() and value.isdigit()
 
 
 def _version_table(model: type[models.Model]) -> type[models.Model]:
