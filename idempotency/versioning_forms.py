@@ -51,7 +51,9 @@ class VersionedModelForm(forms.ModelForm):  # type: ignore[type-arg]
     would ignore a deleted form's errors and delete it.
     """
 
-    version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+    # 0 is a valid stored version (a PositiveIntegerField): rows created at 0,
+    # or migrated from a package whose versions start there.
+    version = forms.IntegerField(widget=forms.HiddenInput, min_value=0)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
