@@ -21,6 +21,7 @@ from typing import Any
 from django.core import signing
 from django.http import HttpRequest, QueryDict
 
+from idempotency import validation
 from idempotency.conf import as_timedelta, idempotency_settings
 from idempotency.problems import AnonymousRefused, TokenInvalid
 from idempotency.scope import default_scope
@@ -32,7 +33,17 @@ MAX_TOKEN_LENGTH = 512
 
 
 def issue_token(request: HttpRequest, ttl: timedelta | float | None = None) -> str:
-    """A new token for ``request``'s scope, valid for ``ttl`` (default ``TTL``)."""
+    """A new token for ``request``'s scope, valid for ``ttl`` (default ``TTL``).
+
+    ``ttl`` follows the rules of ``TTL``: above zero (a token that has already
+    expired could never be submitted) and ending before the year 9999 (the
+    record a submit claims must fit every database); else ``ValueError``, or
+    ``TypeError`` for a value that is not a duration.
+    """
+    if ttl is not None:
+        invalid = validation.duration("issue_token(ttl=...)", ttl)
+        if invalid is not None:
+            raise invalid.exception()
     lifetime = idempotency_settings.TTL if ttl is None else as_timedelta(ttl)
     payload = {
         "n": secrets.token_urlsafe(16),
