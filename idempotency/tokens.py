@@ -30,6 +30,9 @@ FIELD = "idempotency_token"
 _SALT = "django-idempotency.token"
 # A token longer than this is not one of ours: refused before any decoding.
 MAX_TOKEN_LENGTH = 512
+# The scope of a token issued to a caller no submit can come from (an
+# anonymous visitor under ANONYMOUS = "refuse"): every submit of it is refused.
+REFUSED_SCOPE = "\x00refused"
 
 
 def issue_token(request: HttpRequest, ttl: timedelta | float | None = None) -> str:
@@ -106,6 +109,11 @@ def _put_form(request: HttpRequest, content_type: str) -> Any:
     return QueryDict(body, encoding=request.encoding)
 
 
+def refused_caller(request: HttpRequest) -> bool:
+    """Whether a token issued to ``request``'s caller could never be submitted."""
+    return _issued_scope(request) == REFUSED_SCOPE
+
+
 def _issued_scope(request: HttpRequest) -> str:
     """The scope a new token is bound to. A page must render for a visitor
     with no principal whatever ANONYMOUS says: under ``"session"`` the visitor
@@ -119,7 +127,7 @@ def _issued_scope(request: HttpRequest) -> str:
         if idempotency_settings.ANONYMOUS == "session" and session is not None:
             session.save()  # a session key for this visitor, sent as its cookie
             return default_scope(request)
-        return "\x00refused"
+        return REFUSED_SCOPE
 
 
 def _scope_tag(scope: str) -> str:
