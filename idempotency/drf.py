@@ -28,7 +28,13 @@ from idempotency import http
 from idempotency.conf import RequestFunction, idempotency_settings
 from idempotency.log import logger
 from idempotency.options import OPTION_NAMES, OPTIONS_ATTRIBUTE, ViewOptions, options_of
-from idempotency.problems import Misconfigured, Problem, RequestTooLarge, render_problem
+from idempotency.problems import (
+    AnonymousRefused,
+    Misconfigured,
+    Problem,
+    RequestTooLarge,
+    render_problem,
+)
 from idempotency.validation import UNSAFE_METHODS
 
 if TYPE_CHECKING:
@@ -217,18 +223,30 @@ def finalize(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBa
     return response
 
 
+TOKEN_REFUSED = (
+    "This site issues idempotency tokens only to callers that are signed in (or have "
+    "a session), and a token issued to you could never be used; sign in first."
+)
+
+
 class IdempotencyTokenView(views.APIView):
     """``GET``: a one-time token for the caller, for clients that send forms'
     keys themselves (``{"token": ..., "field": "idempotency_token", "header": ...}``).
 
     Route it where your API clients can reach it; it runs DRF's authentication
     first, so the token is bound to the authenticated caller's scope. Send
-    the token back as the ``Idempotency-Key`` header or the form field.
+    the token back as the ``Idempotency-Key`` header or the form field. A
+    caller no token can serve (anonymous, under ``ANONYMOUS = "refuse"``) is
+    answered ``400 anonymous-refused``.
     """
 
-    def get(self, request: Request) -> Response:
-        from idempotency.tokens import FIELD, issue_token
+    def get(self, request: Request) -> HttpResponseBase:
+        from idempotency.tokens import FIELD, issue_token, refused_caller
 
+        if refused_caller(request):
+            # A page renders for such a visitor (the tag's token is refused
+            # on submit); an API client is told at once.
+            return _render(request, AnonymousRefused(TOKEN_REFUSED))
         token = issue_token(request)
         return Response(
             {"token": token, "field": FIELD, "header": idempotency_settings.HEADER},

@@ -21,6 +21,7 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
+from django.db import connections, transaction
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 from django.http.request import HttpHeaders
@@ -177,6 +178,7 @@ def protect(
         return render(problem)
     except Exception as error:
         if _is_stale(error):
+            _roll_back_enclosing()
             return render(StaleObject())
         raise
 
@@ -414,3 +416,19 @@ def _is_stale(error: Exception) -> bool:
     except ImportError:
         return False
     return isinstance(error, StaleObjectError)
+
+
+def _roll_back_enclosing() -> None:
+    """Mark every transaction the view ran in for rollback, before its stale
+    error becomes a 409 response.
+
+    Django rolls a request's transaction (ATOMIC_REQUESTS, or a block around
+    the view) back when the view raises; answered as a response, the error
+    would let it commit what the view wrote before its stale save, which
+    also cleared the mark it set (VersionedModel.save_base). The client is
+    told to re-read and retry, so none of it may commit. A test case's own
+    transaction is not the request's and is left alone.
+    """
+    for connection in connections.all(initialized_only=True):
+        if any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
+            transaction.set_rollback(True, using=connection.alias)

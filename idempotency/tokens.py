@@ -21,6 +21,7 @@ from typing import Any
 from django.core import signing
 from django.http import HttpRequest, QueryDict
 
+from idempotency import validation
 from idempotency.conf import as_timedelta, idempotency_settings
 from idempotency.problems import AnonymousRefused, TokenInvalid
 from idempotency.scope import default_scope
@@ -29,10 +30,23 @@ FIELD = "idempotency_token"
 _SALT = "django-idempotency.token"
 # A token longer than this is not one of ours: refused before any decoding.
 MAX_TOKEN_LENGTH = 512
+# The scope of a token issued to a caller no submit can come from (an
+# anonymous visitor under ANONYMOUS = "refuse"): every submit of it is refused.
+REFUSED_SCOPE = "\x00refused"
 
 
 def issue_token(request: HttpRequest, ttl: timedelta | float | None = None) -> str:
-    """A new token for ``request``'s scope, valid for ``ttl`` (default ``TTL``)."""
+    """A new token for ``request``'s scope, valid for ``ttl`` (default ``TTL``).
+
+    ``ttl`` follows the rules of ``TTL``: above zero (a token that has already
+    expired could never be submitted) and ending before the year 9999 (the
+    record a submit claims must fit every database); else ``ValueError``, or
+    ``TypeError`` for a value that is not a duration.
+    """
+    if ttl is not None:
+        invalid = validation.duration("issue_token(ttl=...)", ttl)
+        if invalid is not None:
+            raise invalid.exception()
     lifetime = idempotency_settings.TTL if ttl is None else as_timedelta(ttl)
     payload = {
         "n": secrets.token_urlsafe(16),
@@ -95,6 +109,11 @@ def _put_form(request: HttpRequest, content_type: str) -> Any:
     return QueryDict(body, encoding=request.encoding)
 
 
+def refused_caller(request: HttpRequest) -> bool:
+    """Whether a token issued to ``request``'s caller could never be submitted."""
+    return _issued_scope(request) == REFUSED_SCOPE
+
+
 def _issued_scope(request: HttpRequest) -> str:
     """The scope a new token is bound to. A page must render for a visitor
     with no principal whatever ANONYMOUS says: under ``"session"`` the visitor
@@ -108,7 +127,7 @@ def _issued_scope(request: HttpRequest) -> str:
         if idempotency_settings.ANONYMOUS == "session" and session is not None:
             session.save()  # a session key for this visitor, sent as its cookie
             return default_scope(request)
-        return "\x00refused"
+        return REFUSED_SCOPE
 
 
 def _scope_tag(scope: str) -> str:

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models, router, transaction
 from django.db.models import QuerySet
+from django.db.models.query_utils import DeferredAttribute
+from django.db.models.signals import class_prepared
 
 if TYPE_CHECKING:
     from idempotency.transitions import transition
@@ -34,6 +36,13 @@ VERSION = "version"
 # Set on the instance for the duration of the save of the table that holds
 # the version: the version this save requires the row to be at.
 _EXPECTED = "_idempotency_expected_version"
+# Set on an instance loaded without its version (only(), defer()) whose
+# version Django then loaded on first read: the row's version at that read,
+# not the one the instance's other fields were read at.
+_LOADED_LATE = "_idempotency_version_loaded_late"
+# A version given as a string (a form field, a query parameter): ASCII digits
+# only, and no longer than a PositiveIntegerField's largest value needs.
+_MAX_DIGITS = 20
 
 
 class StaleObjectError(Exception):
@@ -204,14 +213,66 @@ class VersionedModel(models.Model):
                 "field (only() or defer()), so the version it was read at is unknown; "
                 "load 'version' with the fields you save."
             )
+        if self.__dict__.get(_LOADED_LATE):
+            raise ValueError(
+                f"{self._meta.label} pk={self.pk!r} was loaded without its version "
+                "field (only() or defer()), and reading instance.version later loaded "
+                "the row's current version, not the one its other fields were read at; "
+                "load 'version' with the fields you save, or set instance.version to the "
+                "version the client read."
+            )
         version = self.__dict__[VERSION]
+        if isinstance(version, str) and _is_digits(version):
+            # The version a form or a query string carried: checked as its number.
+            version = self.__dict__[VERSION] = int(version)
         if not isinstance(version, int) or isinstance(version, bool):
             raise TypeError(
                 f"{self._meta.label} pk={self.pk!r}: version is {version!r}; it must be "
-                "the integer version the instance was read at (do not assign an "
-                "expression such as F('version') + 1: saving adds 1 itself)."
+                "the integer version the instance was read at, or its digits as a str "
+                "(do not assign an expression such as F('version') + 1: saving adds 1 "
+                "itself)."
             )
         return version
+
+
+class _VersionAttribute(DeferredAttribute):
+    """The descriptor of ``version``: Django's, remembering a version loaded late.
+
+    Django loads a deferred field on its first read, from the row as it is
+    then; for ``version`` that is not the version the instance was read at,
+    so the instance is marked and its save refused (``_read_version``). A
+    version the caller sets (the one a client read) clears the mark.
+    """
+
+    def __get__(self, instance: Any, cls: Any = None) -> Any:
+        if instance is None:
+            return self
+        data = instance.__dict__
+        if VERSION in data:
+            return data[VERSION]
+        value = super().__get__(instance, cls)  # refresh_from_db(fields=["version"])
+        data[_LOADED_LATE] = True
+        return value
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        data = instance.__dict__
+        data[VERSION] = value
+        data.pop(_LOADED_LATE, None)
+
+
+def _install_version_attribute(sender: type[models.Model], **kwargs: Any) -> None:
+    # Django gives each concrete model the descriptor of the fields it holds
+    # when the class is created; the version's is replaced once it is.
+    attribute = sender.__dict__.get(VERSION)
+    if issubclass(sender, VersionedModel) and type(attribute) is DeferredAttribute:
+        setattr(sender, VERSION, _VersionAttribute(attribute.field))
+
+
+class_prepared.connect(_install_version_attribute)
+
+
+def _is_digits(value: str) -> bool:
+    return 0 < len(value) <= _MAX_DIGITS and value.isascii() and value.isdigit()
 
 
 def _version_table(model: type[models.Model]) -> type[models.Model]:

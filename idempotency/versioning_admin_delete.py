@@ -61,8 +61,7 @@ _MAX_DIGITS = 10
 def _as_version(value: str | None) -> int | None:
     if not value or len(value) > _MAX_DIGITS or not (value.isascii() and value.isdigit()):
         return None
-    version = int(value)
-    return version if version >= 1 else None
+    return int(value)  # 0 included: a PositiveIntegerField holds it
 
 
 def posted_version(request: HttpRequest) -> int | None:

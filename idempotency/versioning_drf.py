@@ -35,7 +35,8 @@ class VersionField(serializers.IntegerField):
     }
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("min_value", 1)
+        # 0 is a valid stored version (a PositiveIntegerField).
+        kwargs.setdefault("min_value", 0)
         # Not required on create; validate_empty_values requires it on updates.
         kwargs.setdefault("required", False)
         kwargs.setdefault(

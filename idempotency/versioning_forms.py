@@ -2,10 +2,11 @@
 
 ``VersionedModelForm`` carries the version the form was rendered with in a
 hidden field and refuses, as a non-field error of code ``"stale"``, a
-submission made from an older version. ``VersionedInlineFormSet`` also refuses
-deleting a row that changed. The admin (idempotency/versioning_admin.py, which
-exports both) uses them; docs/versioning.md ("The admin and model forms") has
-the rules.
+submission made from an older version; in a formset it also keeps a row
+marked for deletion that changed, or was posted without its version.
+``VersionedInlineFormSet`` adds the inline's own error for a stale deletion.
+The admin (idempotency/versioning_admin.py, which exports both) uses them;
+docs/versioning.md ("The admin and model forms") has the rules.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ STALE_MESSAGE = _(
 )
 
 
+UNVERSIONED_DELETE_MESSAGE = _(
+    "This row was marked for deletion on a page that did not carry its version, so it "
+    "was not deleted. Reload the page, then delete it again if you still want to."
+)
+
 STALE_INLINE_DELETE_MESSAGE = _(
     "Someone else changed a row you marked for deletion after you opened this page, "
     "so nothing was saved. Reload the page to see their version, then make your "
@@ -36,9 +42,18 @@ STALE_INLINE_DELETE_MESSAGE = _(
 
 
 class VersionedModelForm(forms.ModelForm):  # type: ignore[type-arg]
-    """A ModelForm that refuses a submission made from an older version of the object."""
+    """A ModelForm that refuses a submission made from an older version of the object.
 
-    version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+    In a formset (a model formset, an inline formset, the admin's inlines) a
+    row marked for deletion is deleted only at the version the page showed:
+    a stale row, or one posted without a valid version, is a form error that
+    keeps the row (and makes the formset invalid), where Django's formsets
+    would ignore a deleted form's errors and delete it.
+    """
+
+    # 0 is a valid stored version (a PositiveIntegerField): rows created at 0,
+    # or migrated from a package whose versions start there.
+    version = forms.IntegerField(widget=forms.HiddenInput, min_value=0)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -57,27 +72,51 @@ class VersionedModelForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()
+        if VERSION not in self.fields or self.instance._state.adding:
+            return cleaned
+        instance = cast(VersionedModel, self.instance)  # checked in __init__
         version = (cleaned or {}).get(VERSION)
-        if VERSION in self.fields and version is not None and not self.instance._state.adding:
-            instance = cast(VersionedModel, self.instance)  # checked in __init__
-            if version != instance.version:
-                raise ValidationError(STALE_MESSAGE, code="stale")
-            # The instance was read when the form was submitted; its save
-            # must still find the row at the version the form was rendered with.
-            instance.version = version
+        if version is None:  # missing or invalid: the field has its error
+            if self._keep_if_marked_for_deletion():
+                raise ValidationError(UNVERSIONED_DELETE_MESSAGE, code="unversioned")
+            return cleaned
+        if version != instance.version:
+            self._keep_if_marked_for_deletion()
+            raise ValidationError(STALE_MESSAGE, code="stale")
+        # The instance was read when the form was submitted; its save (or
+        # its delete, for a row marked for deletion) must still find the row
+        # at the version the form was rendered with.
+        instance.version = version
         return cleaned
+
+    def _keep_if_marked_for_deletion(self) -> bool:
+        """Unmark a row marked for deletion, so that its formset counts its error.
+
+        A formset validates the forms marked for deletion but ignores their
+        errors and deletes their instances (``_should_delete_form`` reads the
+        cleaned ``DELETE``): unmarked, the row stays, and the formset is
+        invalid. The checkbox is rendered from the posted data, still checked.
+        """
+        if DELETION_FIELD_NAME not in self.fields or not self.cleaned_data.get(DELETION_FIELD_NAME):
+            return False
+        self.cleaned_data[DELETION_FIELD_NAME] = False
+        self.deletion_refused = True
+        return True
+
+    deletion_refused = False
 
 
 class VersionedInlineFormSet(BaseInlineFormSet):  # type: ignore[type-arg]
-    """An inline formset that also refuses deleting a row that changed since the page was shown.
+    """An inline formset that also says, for the whole inline, that a row marked
+    for deletion changed since the page was shown.
 
-    A formset does not validate the forms marked for deletion, so their stale
-    error alone would not stop the delete.
+    ``VersionedModelForm`` itself keeps such a row (a form error on the row);
+    this adds the inline's error, as the admin shows it above the rows.
     """
 
     def clean(self) -> None:
         super().clean()
         for form in self.forms:
-            deleting_it = self.can_delete and form.cleaned_data.get(DELETION_FIELD_NAME, False)
-            if deleting_it and form.has_error(NON_FIELD_ERRORS, code="stale"):
+            refused = getattr(form, "deletion_refused", False)
+            if refused and form.has_error(NON_FIELD_ERRORS, code="stale"):
                 raise ValidationError(STALE_INLINE_DELETE_MESSAGE, code="stale")
