@@ -47,6 +47,7 @@ from idempotency.problems import (
 from idempotency.responses import capture, content_type, is_released, replay
 from idempotency.scope import UnknownPrincipal, default_scope, scope_problem
 from idempotency.stores import Attempt, StoredResponse, get_store
+from idempotency.stores.transactions import enclosed
 
 logger = logging.getLogger("idempotency")
 
@@ -430,5 +431,5 @@ def _roll_back_enclosing() -> None:
     transaction is not the request's and is left alone.
     """
     for connection in connections.all(initialized_only=True):
-        if any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
+        if enclosed(connection):
             transaction.set_rollback(True, using=connection.alias)

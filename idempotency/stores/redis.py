@@ -40,6 +40,7 @@ from idempotency.stores.base import (
 from idempotency.stores.redis_connection import connection
 from idempotency.stores.transactions import (
     after_commits,
+    enclosed,
     enclosing_rollback_elsewhere,
     leave,
     refused_durable,
@@ -134,7 +135,7 @@ class RedisRecordStore:
                 self._end(handle, rollback=True)
                 return False
             self._end(handle)
-        later = [c.alias for c in connections.all(initialized_only=True) if _enclosed(c)]
+        later = [c.alias for c in connections.all(initialized_only=True) if enclosed(c)]
         if later:
             # An enclosing transaction (ATOMIC_REQUESTS) commits after the
             # call returns: storing the outcome first could replay a success
@@ -371,13 +372,6 @@ def _refused(error: StoreUnavailableError, response: StoredResponse) -> bool:
     if isinstance(cause, ResponseError):
         return True
     return isinstance(cause, RedisConnectionError) and response.body is not None
-
-
-def _enclosed(connection: Any) -> bool:
-    """Whether a transaction that commits after the call is open on ``connection``.
-    A TestCase's own blocks never commit: under them the store behaves as in
-    autocommit, so replays work in users' tests."""
-    return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
 
 
 def _ms(duration: timedelta) -> int:

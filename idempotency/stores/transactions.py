@@ -59,6 +59,13 @@ def enclosing_rollback_elsewhere(alias: str) -> bool:
     )
 
 
+def enclosed(connection: Any) -> bool:
+    """Whether a transaction that commits after the call is open on ``connection``.
+    A TestCase's own blocks never commit: under them the stores behave as in
+    autocommit, so replays work in users' tests."""
+    return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
+
+
 def refused_durable(error: BaseException, own: Any, alias: str) -> bool:
     """Whether ``error`` is Django refusing a durable atomic block on ``alias``
     that only ``own``, the store's open block, enclosed: without it (the call
