@@ -124,18 +124,26 @@ def cluster() -> Iterator[RedisCluster]:
         yield started
 
 
-@pytest.fixture(params=["database", "redis", "redis-cluster"])
-def record_store(request: pytest.FixtureRequest, settings: Any) -> Iterator[Backend]:
-    """Each test once per store, chosen as a user chooses it: ``STORE``."""
-    if request.param == "database":
+@contextlib.contextmanager
+def backend_for(kind: str, request: pytest.FixtureRequest, settings: Any) -> Iterator[Backend]:
+    """The store ``kind`` names (``database``, ``redis``, ``redis-cluster``), set as a
+    user sets it: ``STORE``; the cluster is the suite's own."""
+    if kind == "database":
         yield Backend("database")
         return
-    if request.param == "redis":
+    if kind == "redis":
         with redis_store_in(settings) as backend:
             yield backend
         return
     url = request.getfixturevalue("cluster").url
     with redis_store_in(settings, url, cluster=True) as backend:
+        yield backend
+
+
+@pytest.fixture(params=["database", "redis", "redis-cluster"])
+def record_store(request: pytest.FixtureRequest, settings: Any) -> Iterator[Backend]:
+    """Each test once per store."""
+    with backend_for(request.param, request, settings) as backend:
         yield backend
 
 

@@ -35,7 +35,7 @@ from idempotency.stores import Attempt, ClaimOutcome, StoredResponse, get_store
 from idempotency.stores.redis import record_key
 from tests.redis_servers import redis_cluster, redis_server
 from tests.servers import free_port
-from tests.stores.conftest import Backend, redis_settings, redis_store_in
+from tests.stores.conftest import Backend, backend_for, redis_settings
 from tests.test_http import assert_problem, send
 from tests.testapp.models import Charge
 
@@ -48,12 +48,7 @@ LOCK = timedelta(seconds=60)
 @pytest.fixture(params=["redis", "redis-cluster"])
 def redis_kind(request: pytest.FixtureRequest, settings: Any) -> Iterator[Backend]:
     """The shared Redis, and the suite's own cluster."""
-    if request.param == "redis":
-        with redis_store_in(settings) as backend:
-            yield backend
-        return
-    url = request.getfixturevalue("cluster").url
-    with redis_store_in(settings, url, cluster=True) as backend:
+    with backend_for(request.param, request, settings) as backend:
         yield backend
 
 
