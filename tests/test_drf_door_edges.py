@@ -117,6 +117,7 @@ def test_a_body_gone_before_the_late_arming_is_refused_not_run_unfingerprinted()
 
     assert response.status_code == 500, response.content[:300]
     assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["type"].endswith("misconfigured"), response.json()
     assert runs == []
     assert Charge.objects.count() == 0
 
