@@ -22,6 +22,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 from django.http.request import RawPostDataException
 from django.http.response import HttpResponseBase
+from django.views import View
 from rest_framework import views
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
@@ -305,11 +306,12 @@ def _render(request: Request, problem: Problem) -> HttpResponseBase:
 def _check_mixin_class(cls: type) -> None:
     """Misconfiguration fails when the class is created, never degrades to unprotected."""
     mro = cls.__mro__
-    if views.APIView in mro and mro.index(IdempotencyMixin) > mro.index(views.APIView):
-        # APIView's dispatch and initial() come first and never reach the
-        # mixin. A project mixin listed before ours is accepted: if its
-        # dispatch does not call super(), initial() still arms the handler.
-        first = next(klass for klass in cls.__bases__ if issubclass(klass, views.APIView))
+    if View in mro and mro.index(IdempotencyMixin) > mro.index(View):
+        # The view class (APIView, a viewset, Django's View) comes first: its
+        # dispatch and initial() never reach the mixin. A project mixin listed
+        # before ours is accepted: if its dispatch does not call super(),
+        # initial() still arms the handler.
+        first = next(klass for klass in cls.__bases__ if issubclass(klass, View))
         raise TypeError(
             f"{cls.__name__} lists IdempotencyMixin after {first.__name__}, whose dispatch() "
             f"and initial() never reach the mixin: put the mixin first, class "

@@ -14,6 +14,7 @@ from django.http.response import HttpResponseBase
 from django.test import Client, RequestFactory
 from django.urls import path
 from django.utils.decorators import method_decorator
+from django.views import View
 from rest_framework import permissions
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -134,6 +135,15 @@ def test_the_mixin_after_apiview_in_the_bases_still_raises_with_the_fix() -> Non
 
         class Reversed(APIView, IdempotencyMixin):
             def post(self, request: Request) -> Response: ...
+
+
+def test_the_mixin_after_a_django_view_in_the_bases_still_raises() -> None:
+    with pytest.raises(
+        TypeError, match=r"put the mixin first, class Plain\(IdempotencyMixin, View"
+    ):
+
+        class Plain(View, IdempotencyMixin):
+            def post(self, request: HttpRequest) -> HttpResponseBase: ...
 
 
 def test_a_project_mixin_whose_dispatch_calls_super_before_ours_is_accepted_and_protected() -> None:
