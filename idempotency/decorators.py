@@ -98,6 +98,7 @@ def _sync_wrapper(function: Callable[..., Any], options: ViewOptions) -> Callabl
             # section 3, "Scope").
             from idempotency import drf
 
+            drf.refuse_async_view(type(view))  # an adrf view's async handler: TypeError
             drf.arm(view, request, lambda: options)
             return call()  # type: ignore[no-any-return]
         if getattr(type(view), "view_is_async", False):

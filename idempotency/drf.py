@@ -6,7 +6,9 @@ permissions, throttles), after ``dispatch`` has started. So both doors wrap
 the *handler* (``post``, ``create``, an ``@action``) on the view instance when
 ``dispatch`` begins: DRF then calls the wrapped handler after ``initial()``,
 with ``request.user`` and ``request.auth`` set, and a request that DRF
-refuses never reaches the package.
+refuses never reaches the package. The mixin also wraps it when ``initial()``
+begins, if ``dispatch`` did not: a subclass whose ``dispatch`` calls
+``APIView.dispatch`` directly, or a project mixin's, still reaches it there.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
+from django.http.request import RawPostDataException
 from django.http.response import HttpResponseBase
+from django.views import View
 from rest_framework import views
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
@@ -92,6 +96,14 @@ class IdempotencyMixin(_Base):
         arm(self, request, self._idempotency_options)
         return super().dispatch(request, *args, **kwargs)
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Every path into APIView.dispatch calls initial() before it looks up
+        # the handler, whether or not it went through the dispatch above (a
+        # subclass calling APIView.dispatch(self, ...) does not): arm here too.
+        # Before DRF authenticates, so the body is read early as in dispatch.
+        arm(self, request, self._idempotency_options)
+        super().initial(request, *args, **kwargs)
+
     def _idempotency_options(self) -> ViewOptions:
         options = ViewOptions(
             scope=self.get_idempotency_scope(),
@@ -148,8 +160,10 @@ ARMED = "__idempotency_armed__"
 def arm(view: Any, request: HttpRequest, options_for: OptionsFor) -> None:
     """Wrap the handler that will answer ``request`` on the ``view`` instance.
 
-    Called at the start of ``dispatch``, before DRF authenticates.
+    Called at the start of ``dispatch`` (with Django's request) or of
+    ``initial()`` (with DRF's, which wraps it), before DRF authenticates.
     """
+    request = getattr(request, "_request", request)  # DRF's content_type keeps parameters
     name = (request.method or "").lower()
     handler = getattr(view, name, None)
     if name.upper() not in UNSAFE_METHODS:
@@ -157,7 +171,9 @@ def arm(view: Any, request: HttpRequest, options_for: OptionsFor) -> None:
     if handler is None or name not in view.http_method_names or options_of(handler):
         return  # DRF answers 405; or @idempotent already wraps the handler
     if getattr(handler, ARMED, False):
-        return  # armed by the mixin and by @idempotent on dispatch: protect once
+        return  # armed by the mixin and by @idempotent on dispatch, or in initial(): once
+    if inspect.iscoroutinefunction(handler):
+        raise TypeError(async_handler_refused(type(view).__name__, name))
     form = request.content_type == "application/x-www-form-urlencoded"  # may carry a token
     problem = None
     if name.upper() in UNSAFE_METHODS and (
@@ -199,6 +215,11 @@ def read_body_early(request: HttpRequest) -> Problem | None:
     The fingerprint then hashes the bytes as sent (numbers as written) rather
     than DRF's parsed data. Multipart bodies are left to the parsers, which
     stream files to disk; they are fingerprinted by fields and file contents.
+
+    When the body was read as a stream already (the mixin arming from
+    ``initial()``, after a project's code read ``request.data``), it is left
+    as it is: the fingerprint then hashes what DRF parsed, or refuses the
+    request if DRF did not parse it, never skips it.
     """
     if (request.content_type or "").startswith("multipart/"):
         return None
@@ -206,6 +227,8 @@ def read_body_early(request: HttpRequest) -> Problem | None:
         request.body  # noqa: B018 - Django caches it for DRF's parsers
     except RequestDataTooBig as error:
         return RequestTooLarge(str(error))
+    except RawPostDataException:
+        return None  # gone already: request_fingerprint meets it at the handler
     return None
 
 
@@ -282,12 +305,17 @@ def _render(request: Request, problem: Problem) -> HttpResponseBase:
 
 def _check_mixin_class(cls: type) -> None:
     """Misconfiguration fails when the class is created, never degrades to unprotected."""
-    first = next(klass for klass in cls.__mro__ if "dispatch" in vars(klass))
-    if not issubclass(first, IdempotencyMixin):
+    mro = cls.__mro__
+    if View in mro and mro.index(IdempotencyMixin) > mro.index(View):
+        # The view class (APIView, a viewset, Django's View) comes first: its
+        # dispatch and initial() never reach the mixin. A project mixin listed
+        # before ours is accepted: if its dispatch does not call super(),
+        # initial() still arms the handler.
+        first = next(klass for klass in cls.__bases__ if issubclass(klass, View))
         raise TypeError(
             f"{cls.__name__} lists IdempotencyMixin after {first.__name__}, whose dispatch() "
-            f"never reaches the mixin: put the mixin first, class {cls.__name__}"
-            f"(IdempotencyMixin, {first.__name__}, ...)."
+            f"and initial() never reach the mixin: put the mixin first, class "
+            f"{cls.__name__}(IdempotencyMixin, {first.__name__}, ...)."
         )
     options = ViewOptions(
         scope=cls.idempotency_scope,  # type: ignore[attr-defined]
@@ -303,20 +331,45 @@ def _check_mixin_class(cls: type) -> None:
     )
     options.check(lambda name: f"{cls.__name__}.idempotency_{name}")
     check_support(options, cls.__name__)
-    for name, handler in inspect.getmembers(cls, inspect.iscoroutinefunction):
-        if (
-            name in getattr(cls, "http_method_names", ())
-            or name in VIEWSET_ACTIONS
-            or hasattr(
-                handler,
-                "mapping",  # an @action
-            )
-        ):
-            raise TypeError(
-                f"{cls.__name__}.{name} is async, and IdempotencyMixin protects DRF's "
-                "synchronous handlers only: make it a plain def, or use @idempotent on an "
-                "async Django view."
-            )
+    name = next(iter(async_handlers(cls)), None)
+    if name is not None:
+        raise TypeError(async_handler_refused(cls.__name__, name))
+
+
+def async_handlers(cls: type) -> list[str]:
+    """The names of the class's ``async def`` handlers (HTTP methods, viewset
+    actions, ``@action`` methods), which the DRF door cannot protect."""
+    return [
+        name
+        for name, handler in inspect.getmembers(cls, inspect.iscoroutinefunction)
+        if name in getattr(cls, "http_method_names", ())
+        or name in VIEWSET_ACTIONS
+        or hasattr(handler, "mapping")  # an @action
+    ]
+
+
+def refuse_async_view(cls: type) -> None:
+    """``@idempotent`` on the ``dispatch`` of a DRF view (adrf's) with an
+    ``async def`` handler: refused at its first request, whatever the method,
+    as the mixin refuses such a class when it is created."""
+    if cls in _SYNC_VIEWS:
+        return
+    name = next(iter(async_handlers(cls)), None)
+    if name is not None:
+        raise TypeError(async_handler_refused(cls.__name__, name))
+    _SYNC_VIEWS.add(cls)
+
+
+# View classes found without async handlers (classes are few; not bounded).
+_SYNC_VIEWS: set[type] = set()
+
+
+def async_handler_refused(view: str, name: str) -> str:
+    return (
+        f"{view}.{name} is async, and the DRF door (IdempotencyMixin, @idempotent on "
+        "dispatch) protects DRF's synchronous handlers only: make it a plain def, or use "
+        "@idempotent on an async Django view."
+    )
 
 
 def check_support(options: ViewOptions, where: str) -> None:
