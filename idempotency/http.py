@@ -26,6 +26,8 @@ from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 from django.http.request import HttpHeaders
 from django.http.response import HttpResponseBase
+from django.template.response import SimpleTemplateResponse
+from django.utils.cache import add_never_cache_headers, patch_vary_headers
 
 from idempotency import crypto, engine, tokens, turns
 from idempotency.conf import as_callable, as_timedelta, idempotency_settings
@@ -165,6 +167,7 @@ def protect(
     exception handling do it); ``with_data`` gives replays a ``data``
     attribute, as DRF responses have.
     """
+    call_view = _uncacheable_view(request, call_view)
     if _protected(request):
         return call_view()  # an outer layer protects this request already
     try:
@@ -190,8 +193,13 @@ async def aprotect(
     options: ViewOptions,
 ) -> HttpResponseBase:
     """``protect`` for async views: the same steps, the store work in a thread."""
+
+    async def call() -> HttpResponseBase:
+        response: HttpResponseBase = uncacheable(request, await call_view())
+        return response
+
     if _protected(request):
-        return await call_view()  # an outer layer protects this request already
+        return await call()  # an outer layer protects this request already
     try:
         with turns.request():
             # Reading the key, the user and the body may query the database:
@@ -200,17 +208,40 @@ async def aprotect(
             if cancelled is not None:
                 raise cancelled
             if prepared is None:
-                return await call_view()
+                return await call()
             attempt, door = prepared
             with _protecting(request):
                 steps = engine.protect(get_store(), attempt, door, _wait(options))
-                return await engine.adrive(steps, call_view)
+                return await engine.adrive(steps, call)
     except Problem as problem:
         return render_problem(problem)
     except Exception as error:
         if _is_stale(error):
             return render_problem(StaleObject())
         raise
+
+
+def _uncacheable_view(request: HttpRequest, call_view: CallView) -> CallView:
+    return lambda: uncacheable(request, call_view())
+
+
+def uncacheable(request: HttpRequest, response: Any) -> Any:
+    """``response``, kept out of caches if answering ``request`` issued a
+    token (a safe method's page passes through too): never-cache headers,
+    and ``Vary: Cookie``, as a token is its caller's. A response rendered
+    later (a ``TemplateResponse``, which the tag may issue its token in) gets
+    them once rendered, before ``cache_page``'s own callback reads them."""
+    if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
+        response.add_post_render_callback(lambda rendered: _never_cache(request, rendered))
+    elif isinstance(response, HttpResponseBase):
+        _never_cache(request, response)
+    return response
+
+
+def _never_cache(request: HttpRequest, response: HttpResponseBase) -> None:
+    if tokens.issued(request):
+        add_never_cache_headers(response)
+        patch_vary_headers(response, ("Cookie",))
 
 
 # Marks the HttpRequest (which DRF's Request wraps) while a layer protects it:

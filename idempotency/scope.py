@@ -10,6 +10,8 @@ another member of the scope presenting the key gets 422, never the replay.
 from __future__ import annotations
 
 import hashlib
+import secrets
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 from django.db import models
@@ -19,10 +21,15 @@ from idempotency.conf import idempotency_settings, setting
 from idempotency.fields import SCOPE_LENGTH
 from idempotency.problems import AnonymousRefused
 
+if TYPE_CHECKING:
+    from django.contrib.sessions.backends.base import SessionBase
+
 ANONYMOUS_SCOPE = "anonymous"
 # The scope of a principal whose name is too long or unprintable.
 DIGESTED_PRINCIPAL = "principal"
 _SALT = b"django-idempotency.principal"
+# The session entry that holds an anonymous visitor's id (ANONYMOUS = "session").
+VISITOR = "_idempotency_visitor"
 
 
 class UnknownPrincipal(Exception):
@@ -41,7 +48,8 @@ def default_scope(request: HttpRequest) -> str:
     - ``principal:<digest>`` for any of those whose name would be longer
       than the scope column or hold unprintable characters;
     - for a caller with no principal: ``anonymous`` (``ANONYMOUS = "share"``),
-      ``session:<digest>`` (``"session"``), or ``400 anonymous-refused``.
+      ``session:<visitor id>`` (``"session"``, see ``visitor_id``), or
+      ``400 anonymous-refused``.
     """
     return principal(request) or anonymous_scope(request)
 
@@ -76,13 +84,48 @@ def _fitting(name: str) -> str:
 def anonymous_scope(request: HttpRequest) -> str:
     policy = idempotency_settings.ANONYMOUS
     if policy == "session":
-        session = getattr(request, "session", None)
-        session_key = getattr(session, "session_key", None)
-        if session_key:
-            return f"session:{_secret_digest(session_key)}"
+        visitor = visitor_id(request)
+        if visitor is not None:
+            return f"session:{visitor}"
     elif policy == "share":
         return ANONYMOUS_SCOPE
     raise AnonymousRefused()
+
+
+def visitor_id(request: HttpRequest) -> str | None:
+    """The id of the session's visitor, or ``None`` for a request with no session.
+
+    Kept in the session, because the session key is not the visitor: with
+    the signed_cookies engine the key is the cookie itself, a new one each
+    time the session is written, and a retry holding the newer cookie would
+    land in another scope. The first time, the id is the digest of the key
+    the session has then, so a retry still holding that cookie derives the
+    same id, and on a database session (whose key stays) it is the scope
+    this package always gave the session.
+    """
+    session = getattr(request, "session", None)
+    if session is None:
+        return None
+    stored = session.get(VISITOR)
+    if isinstance(stored, str) and _is_visitor_id(stored):
+        return stored
+    session_key = session.session_key
+    if not session_key:
+        return None
+    visitor = _secret_digest(session_key)
+    session[VISITOR] = visitor  # saved with the session, by SessionMiddleware
+    return visitor
+
+
+def new_visitor(session: SessionBase) -> None:
+    """Give a session that has no key yet a random visitor id, before it is
+    first saved: a signed_cookies key is the session's data, signed, the same
+    for two empty sessions written in the same second."""
+    session[VISITOR] = secrets.token_hex(16)
+
+
+def _is_visitor_id(value: str) -> bool:
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
 
 
 def scope_problem(scope: object) -> str | None:

@@ -12,6 +12,7 @@ key and replays the first answer (the same redirect).
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
 from datetime import timedelta
@@ -24,7 +25,7 @@ from django.http import HttpRequest, QueryDict
 from idempotency import validation
 from idempotency.conf import as_timedelta, idempotency_settings
 from idempotency.problems import AnonymousRefused, TokenInvalid
-from idempotency.scope import default_scope
+from idempotency.scope import default_scope, new_visitor
 
 FIELD = "idempotency_token"
 _SALT = "django-idempotency.token"
@@ -51,9 +52,40 @@ def issue_token(request: HttpRequest, ttl: timedelta | float | None = None) -> s
     payload = {
         "n": secrets.token_urlsafe(16),
         "s": _scope_tag(_issued_scope(request)),
-        "e": int(time.time() + lifetime.total_seconds()),
+        # Rounded up: a token may outlive its ttl by under a second, never
+        # arrive expired (a ttl under a second, truncated, could).
+        "e": math.ceil(time.time() + lifetime.total_seconds()),
     }
+    mark_issued(request)
     return signing.dumps(payload, salt=_SALT, compress=False)
+
+
+# Marks the HttpRequest (which DRF's Request wraps) that issued a token: the
+# doors make its response uncacheable (http.uncacheable).
+ISSUED = "_idempotency_token_issued"
+
+
+def mark_issued(request: HttpRequest) -> None:
+    """Keep the page that carries a token out of every cache.
+
+    A cached page gives every visitor the same token, and under
+    ``ANONYMOUS = "share"`` one visitor's submit would replay another's
+    answer. Django's cache framework (``cache_page``, ``UpdateCacheMiddleware``)
+    stores a response only while the request's ``_cache_update_cache`` is
+    true, which ``FetchFromCacheMiddleware`` sets before the view and
+    ``UpdateCacheMiddleware`` reads after the response is rendered, so
+    clearing it here keeps the page out of Django's caches whether or not a
+    door passes the request. The door also sends never-cache headers for the
+    caches Django cannot see (a CDN, a proxy, the browser).
+    """
+    django_request = getattr(request, "_request", request)
+    setattr(django_request, ISSUED, True)
+    setattr(django_request, "_cache_update_cache", False)  # noqa: B010 (Django's own name)
+
+
+def issued(request: HttpRequest) -> bool:
+    """Whether a token was issued while answering ``request``."""
+    return getattr(getattr(request, "_request", request), ISSUED, False) is True
 
 
 def verify_token(token: str, request: HttpRequest) -> str:
@@ -125,6 +157,7 @@ def _issued_scope(request: HttpRequest) -> str:
     except AnonymousRefused:
         session = getattr(request, "session", None)
         if idempotency_settings.ANONYMOUS == "session" and session is not None:
+            new_visitor(session)
             session.save()  # a session key for this visitor, sent as its cookie
             return default_scope(request)
         return REFUSED_SCOPE

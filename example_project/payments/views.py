@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from drf_spectacular.types import OpenApiTypes
@@ -145,6 +146,7 @@ def receipt_webhook(request: HttpRequest) -> JsonResponse:
 # its key from that field. A double-clicked "Pay" sends the same token twice:
 # the second submit waits for the first and gets its redirect, so the user
 # pays once and lands on one success page.
+@never_cache  # the page carries a token: no cache may keep it (docs/forms.md)
 @login_required(login_url="/admin/login/")
 def checkout(request: HttpRequest) -> HttpResponse:
     """GET /checkout/: the payment form."""

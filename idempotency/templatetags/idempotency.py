@@ -15,7 +15,10 @@ register = template.Library()
 
 @register.simple_tag(takes_context=True)
 def idempotency_token(context: Any) -> SafeString:
-    """A hidden ``idempotency_token`` field holding a fresh token for this request's scope."""
+    """A hidden ``idempotency_token`` field holding a fresh token for this request's scope.
+
+    The page then stays out of Django's caches (``tokens.mark_issued``); a
+    view with no door must be ``@never_cache`` for the caches beyond Django."""
     request = context.get("request")
     if request is None:
         raise template.TemplateSyntaxError(
