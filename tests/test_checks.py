@@ -20,6 +20,7 @@ from idempotency.options import ViewOptions
 from tests.redis_servers import redis_server
 from tests.servers import free_port
 from tests.test_redis_settings import silent_redis
+from tests.versioning.test_review_edges import PlainAdminURLs, unversioned_serializer
 
 # Overriding DATABASES is how a project adds an alias; Django warns that its
 # connections do not follow, which is why these checks read the settings.
@@ -165,6 +166,10 @@ BAD = {
         },
         "cluster_enabled:0",
     ),  # fmt: skip
+    # A URLconf serving a plain admin.ModelAdmin of a VersionedModel.
+    "idempotency.E033": ({"ROOT_URLCONF": PlainAdminURLs}, "testapp.Article"),
+    # A plain ModelSerializer of a VersionedModel listing the version (plain_serializer).
+    "idempotency.E034": ({}, "testapp.Article"),
     "idempotency.W001": ({"IDEMPOTENCY": {"TTL": 30, "LOCK_TIMEOUT": 60}}, "60"),
     "idempotency.W003": ({"CORS_ALLOW_HEADERS": ("content-type",)}, "('content-type',)"),
     "idempotency.W004": ({"CORS_EXPOSE_HEADERS": ["X-Cost"]}, "['X-Cost']"),
@@ -203,9 +208,17 @@ def apply_bad(settings, monkeypatch, check_id, request):
         settings.IDEMPOTENCY = {**settings.IDEMPOTENCY, "REDIS_URL": url}
     if check_id == "idempotency.W009":
         with_celery_app(monkeypatch, task_time_limit=300)
+    if check_id == "idempotency.E034":
+        request.getfixturevalue("plain_serializer")
     if check_id == "idempotency.W011":
         url = request.getfixturevalue("hung_redis")
         settings.IDEMPOTENCY = {**settings.IDEMPOTENCY, "REDIS_URL": url}
+
+
+@pytest.fixture
+def plain_serializer():
+    with unversioned_serializer():
+        yield
 
 
 @pytest.fixture

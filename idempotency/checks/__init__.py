@@ -3,14 +3,25 @@
 ``rules`` holds one check per setting, built from a table of rules shared with
 the decorator (``idempotency.validation``); the other modules check how the
 settings meet each other and the rest of the project: ``relations``,
-``database``, ``redis``, ``cors``, ``celery``, and ``views`` the options of the URLconf's views. ``LEDGER`` lists every id (``ledger``);
+``database``, ``redis``, ``cors``, ``celery``, ``views`` the options of the URLconf's views, and ``versioned`` the admins and
+serializers that edit a ``VersionedModel``. ``LEDGER`` lists every id (``ledger``);
 docs/checks.md has one heading per id. A check never raises: ``guarded``
 turns any surprise into idempotency.E017.
 """
 
 from __future__ import annotations
 
-from idempotency.checks import celery, cors, database, dictionary, redis, relations, rules, views
+from idempotency.checks import (
+    celery,
+    cors,
+    database,
+    dictionary,
+    redis,
+    relations,
+    rules,
+    versioned,
+    views,
+)
 from idempotency.checks.ledger import LEDGER, RETIRED
 from idempotency.checks.messages import Check
 
@@ -24,6 +35,7 @@ CHECKS: tuple[Check, ...] = (
     *cors.CHECKS,
     *views.CHECKS,
     *celery.CHECKS,
+    *versioned.CHECKS,
 )
 
 __all__ = ["CHECKS", "LEDGER", "RETIRED"]

@@ -43,6 +43,8 @@ LEDGER: Mapping[str, str] = {
     "idempotency.E030": "a view's scope= is a dotted path that does not import or names no function",
     "idempotency.E031": "redis-py refuses REDIS_URL (an unknown query option, a value it cannot read)",
     "idempotency.E032": "REDIS_CLUSTER does not match the Redis at REDIS_URL (INFO cluster)",
+    "idempotency.E033": "a VersionedModel is edited in the admin without its version (a plain ModelAdmin or inline)",
+    "idempotency.E034": "a ModelSerializer of a VersionedModel carries the version without VersionField",
     "idempotency.W001": "LOCK_TIMEOUT is longer than TTL",
     "idempotency.W003": "django-cors-headers does not allow the HEADER request header",
     "idempotency.W004": "django-cors-headers does not expose Idempotent-Replayed",
